@@ -1,0 +1,157 @@
+"""Morphometry: per muscle x side x disc level cross-sectional area and fat infiltration.
+
+The imaging pipeline writes it (`morphometry.json`, schema `lumbar-twin/morphometry@1`) and the
+patient file accepts it. CSA in mm^2, fat fraction as a fraction 0..1.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lumbar_twin.errors import InputError
+
+SCHEMA = "lumbar-twin/morphometry@1"
+#: Muscles the imaging pipeline measures (canonical names, DESIGN.md).
+MUSCLES = ("psoas", "quadratus_lumborum", "erector_spinae", "multifidus")
+SIDES = ("left", "right")
+LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+#: lean CSA may exceed CSA x (1 - fat fraction) by this much (rounding in the writer).
+LEAN_TOLERANCE_MM2 = 1.0
+
+
+@dataclass(frozen=True)
+class MuscleMeasure:
+    muscle: str
+    side: str
+    level: str
+    csa_mm2: float
+    lean_csa_mm2: float
+    fat_fraction: float
+
+
+@dataclass(frozen=True)
+class Morphometry:
+    subject: str
+    muscles: tuple[MuscleMeasure, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, muscle: str, side: str, level: str) -> MuscleMeasure | None:
+        return next((m for m in self.muscles if (m.muscle, m.side, m.level) == (muscle, side, level)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "subject": self.subject,
+                "muscles": [asdict(m) for m in self.muscles], "provenance": dict(self.provenance)}
+
+
+def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morphometry:
+    """Validate a morphometry object; errors name `source` and the field (after `prefix`)."""
+    try:
+        model = _MorphometryFile.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, source, prefix) from None
+    return Morphometry(
+        subject=model.subject,
+        muscles=tuple(MuscleMeasure(**m.model_dump()) for m in model.muscles),
+        provenance=model.provenance,
+    )
+
+
+def load_morphometry(path: str | Path) -> Morphometry:
+    return parse_morphometry(read_json(path), path)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file, turning every expected fault into an InputError naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a text file") from None
+
+
+def validation_error(exc: ValidationError, source: str | Path, prefix: str = "") -> InputError:
+    """The first pydantic error as an InputError that names the file and the field."""
+    first = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+    field_name = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or None)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "missing":
+        message = "missing"
+    elif "input" in first and first["type"] not in ("value_error",) and not isinstance(first["input"], dict):
+        message = f"{message} (got {first['input']!r})"
+    return InputError(source, message, field_name)
+
+
+class _Measure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    muscle: str
+    side: Literal["left", "right"]
+    level: str
+    csa_mm2: float
+    lean_csa_mm2: float
+    fat_fraction: float
+
+    @field_validator("muscle")
+    @classmethod
+    def _known_muscle(cls, value: str) -> str:
+        if value not in MUSCLES:
+            raise ValueError(f"unknown muscle {value!r}; expected one of {', '.join(MUSCLES)}")
+        return value
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value not in LEVELS:
+            raise ValueError(f"unknown level {value!r}; expected one of {', '.join(LEVELS)}")
+        return value
+
+    @field_validator("fat_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"fat fraction {value} is outside 0..1 (a fraction, not a percentage)")
+        return value
+
+    @field_validator("csa_mm2", "lean_csa_mm2")
+    @classmethod
+    def _area(cls, value: float) -> float:
+        if not 0.0 <= value <= 20000.0:
+            raise ValueError(f"{value} mm^2 is outside 0..20000 mm^2")
+        return value
+
+    @model_validator(mode="after")
+    def _lean_within_csa(self) -> "_Measure":
+        if self.lean_csa_mm2 > self.csa_mm2 + LEAN_TOLERANCE_MM2:
+            raise ValueError(f"lean_csa_mm2 {self.lean_csa_mm2} exceeds csa_mm2 {self.csa_mm2}")
+        return self
+
+
+class _MorphometryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_: Literal["lumbar-twin/morphometry@1"] = Field(SCHEMA, alias="schema")
+    subject: str
+    muscles: list[_Measure]
+    provenance: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _unique(self) -> "_MorphometryFile":
+        seen = set()
+        for m in self.muscles:
+            key = (m.muscle, m.side, m.level)
+            if key in seen:
+                raise ValueError(f"{m.muscle} {m.side} {m.level} is given twice")
+            seen.add(key)
+        return self

@@ -1,0 +1,101 @@
+"""Build a patient's twin: patient file -> model.osim, model.xml, twin.json, twin.png.
+
+All four files are made in a staging folder and moved into the output folder only when every
+one of them is complete, so a failure leaves the output folder as it was.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mujoco
+import opensim
+
+from lumbar_twin import __version__
+from lumbar_twin.errors import LumbarTwinError
+from lumbar_twin.fileio import sha256_file, staged_directory, write_json_atomic
+from twin.mujoco_model import write_mujoco
+from twin.opensim_model import write_opensim
+from twin.patient import Patient, load_patient
+from twin.personalise import ForceScaling, personalise
+from twin.picture import draw_twin
+from twin.spec import ModelSpec
+from twin.template import TEMPLATE_PATH, load_template
+
+log = logging.getLogger(__name__)
+
+TWIN_SCHEMA = "lumbar-twin/twin@1"
+OUTPUT_FILES = ("model.osim", "model.xml", "twin.json", "twin.png")
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A built twin: its spec, the patient it was made for and where its files are."""
+
+    spec: ModelSpec
+    patient: Patient
+    scalings: tuple[ForceScaling, ...]
+    directory: Path
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return {name: self.directory / name for name in OUTPUT_FILES}
+
+
+def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
+    """Read a patient file and write the patient's twin into `out_dir`."""
+    patient = load_patient(patient_path)  # every input fault is raised before anything is written
+    template = load_template()
+    spec, scalings = personalise(template, patient)
+    out_dir = Path(out_dir)
+    with staged_directory(out_dir) as stage:
+        log.info("writing OpenSim model")
+        write_opensim(spec, stage / "model.osim")
+        _check_opensim(stage / "model.osim")
+        log.info("writing MuJoCo model")
+        write_mujoco(spec, stage / "model.xml")
+        mujoco.MjModel.from_xml_path(str(stage / "model.xml"))
+        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings))
+        log.info("drawing the twin")
+        draw_twin(spec, stage / "twin.png", template=template,
+                  title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
+                        f"{patient.height_m:.2f} m, {patient.mass_kg:.0f} kg")
+    return Twin(spec, patient, scalings, out_dir)
+
+
+def load_twin_document(twin_dir: str | Path) -> dict:
+    with open(Path(twin_dir) / "twin.json", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
+    """twin.json: personalised spec plus provenance (no timestamps: same input, same bytes)."""
+    inputs = {"template": _hash_entry(TEMPLATE_PATH)}
+    inputs.update({role: _hash_entry(Path(p)) for role, p in patient.sources.items()})
+    return {
+        "schema": TWIN_SCHEMA,
+        "patient": patient.summary(),
+        "spec": spec.to_dict(),
+        "personalisation": [asdict(s) for s in scalings],
+        "provenance": {
+            "toolkit": "lumbar-twin",
+            "toolkit_version": __version__,
+            "opensim_version": opensim.__version__,
+            "mujoco_version": mujoco.__version__,
+            "inputs": inputs,
+        },
+    }
+
+
+def _hash_entry(path: Path) -> dict:
+    return {"file": path.name, "sha256": sha256_file(path)}
+
+
+def _check_opensim(path: Path) -> None:
+    """The written file must reload and initialise in OpenSim, or nothing is delivered."""
+    try:
+        opensim.Model(str(path)).initSystem()
+    except Exception as exc:  # OpenSim raises its own exception types through SWIG
+        raise LumbarTwinError(f"the OpenSim model did not reload: {exc}") from exc
