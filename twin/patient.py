@@ -156,7 +156,12 @@ class _PatientFile(BaseModel):
     @field_validator("height_m")
     @classmethod
     def _height(cls, value: float) -> float:
-        return _in_range(value, HEIGHT_RANGE_M, "m", "human height")
+        try:
+            return _in_range(value, HEIGHT_RANGE_M, "m", "human height")
+        except ValueError as exc:
+            if 100 <= value <= 250:
+                raise ValueError(f"{exc} (metres, not centimetres?)") from None
+            raise
 
     @field_validator("mass_kg")
     @classmethod

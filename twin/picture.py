@@ -24,8 +24,8 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
     transforms = body_transforms(spec)
     scale = spec.height_m / 1.75
     ncols = 3 if template is not None else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 6.4),
-                             gridspec_kw={"width_ratios": [1, 1, 1.15][:ncols]})
+    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 6.4),
+                             gridspec_kw={"width_ratios": [0.8, 0.8, 1.3][:ncols]})
     # Seen from behind, the patient's right (+z) is on the viewer's right: no axis flip.
     views = ((axes[0], 0, "sagittal (right side view)", "anterior x [m]"),
              (axes[1], 2, "frontal (view from behind)", "right z [m]"))
@@ -33,6 +33,7 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
         for f in spec.fascicles:
             pts = path_points_world(f, transforms)
             ax.plot(pts[:, horizontal], pts[:, 1], "-", lw=0.9, color=GROUP_COLORS[f.group], alpha=0.85)
+            ax.plot(pts[:, horizontal], pts[:, 1], ".", ms=2.5, color="0.35")  # attachments and vias
         for body, frame in transforms.items():
             if not body.startswith("L"):
                 continue
@@ -55,12 +56,12 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
         ax.set_aspect("equal")
         ax.grid(alpha=0.2)
     handles = [plt.Line2D([], [], color=GROUP_COLORS[g], lw=2, label=g.replace("_", " ")) for g in GROUPS]
-    axes[0].legend(handles=handles, fontsize=7, loc="lower left", frameon=True)
+    fig.legend(handles=handles, loc="lower center", ncol=len(GROUPS), fontsize=8, frameon=False)
 
     if template is not None:
         _strength_bars(axes[2], spec, template)
     fig.suptitle(title or spec.name, fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
