@@ -47,6 +47,9 @@ def build_mjspec(spec: ModelSpec) -> mujoco.MjSpec:
             )
         handles[body.name] = handle
 
+    for contact in spec.contacts:
+        handles[contact.body].add_site(name=contact.name, pos=list(contact.location_m), size=[0.012, 0, 0],
+                                       rgba=[0.2, 0.4, 0.9, 1.0])
     for fascicle in spec.fascicles:
         tendon = mj.add_tendon(name=fascicle.name)
         for k, point in enumerate(fascicle.points):

@@ -2,7 +2,7 @@
 
 Rules (docs/model.md gives sources and reasons):
 1. Geometry scales uniformly with height: s = height / template height. Every point, joint
-   location and centre of mass is multiplied by s, and so are optimal fibre and tendon slack
+   location, contact and centre of mass is multiplied by s, and so are optimal fibre and tendon slack
    lengths, which keeps every fibre at the length the template gives it in a pose.
 2. Inertia follows mass: masses x m = mass / template mass, inertias x m s^2.
 3. Muscle force follows lean (fat-free) CSA: a fascicle of group g on side k crossing levels
@@ -46,6 +46,7 @@ def personalise(template: ModelSpec, patient: Patient) -> tuple[ModelSpec, tuple
         bodies=tuple(_body(b, s, m) for b in template.bodies),
         joints=tuple(_joint(j, s) for j in template.joints),
         fascicles=tuple(_fascicle(f, s, sc.factor) for f, sc in zip(template.fascicles, scalings)),
+        contacts=tuple(replace(c, location_m=_scaled(c.location_m, s)) for c in template.contacts),
     )
     return spec, scalings
 

@@ -102,6 +102,15 @@ class Fascicle:
 
 
 @dataclass(frozen=True)
+class Contact:
+    """A named point where external loads act (a robot pad, the hands)."""
+
+    name: str
+    body: str
+    location_m: Vec3
+
+
+@dataclass(frozen=True)
 class ReferenceMorphometry:
     """Healthy reference CSA per group and level (one side), the template's own."""
 
@@ -124,6 +133,9 @@ class ModelSpec:
     joints: tuple[Joint, ...]
     fascicles: tuple[Fascicle, ...]
     reference_morphometry: ReferenceMorphometry
+    contacts: tuple[Contact, ...] = ()
+    #: {kind: {level: share}}: how a global trunk angle is spread over the levels.
+    lumbar_rhythm: dict[str, dict[str, float]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
     # -- lookups ---------------------------------------------------------------------------
@@ -135,6 +147,12 @@ class ModelSpec:
 
     def fascicle(self, name: str) -> Fascicle:
         return next(f for f in self.fascicles if f.name == name)
+
+    def contact(self, name: str) -> Contact:
+        for c in self.contacts:
+            if c.name == name:
+                return c
+        raise KeyError(f"unknown contact {name!r}; known: {', '.join(c.name for c in self.contacts)}")
 
     @property
     def coordinates(self) -> tuple[Coordinate, ...]:
@@ -205,6 +223,8 @@ class ModelSpec:
                          for g, row in data["reference_morphometry"]["csa_mm2"].items()},
                 fat_fraction={g: float(v) for g, v in data["reference_morphometry"]["fat_fraction"].items()},
             ),
+            contacts=tuple(Contact(c["name"], c["body"], _vec(c["location_m"])) for c in data.get("contacts", ())),
+            lumbar_rhythm={k: {lv: float(v) for lv, v in row.items()} for k, row in data.get("lumbar_rhythm", {}).items()},
             sources=dict(data.get("sources", {})),
         )
 

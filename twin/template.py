@@ -21,6 +21,7 @@ from twin.spec import (
     COORDINATE_KINDS,
     LEVELS,
     Body,
+    Contact,
     Coordinate,
     Fascicle,
     Joint,
@@ -97,7 +98,12 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
     sources = {key: " ".join(str(block["source"]).split()) for key, block in raw.items()
                if isinstance(block, dict) and "source" in block}
     sources.update({f"muscle_groups.{g}": " ".join(str(b["source"]).split()) for g, b in groups.items()})
-    return ModelSpec(**{**skeleton.__dict__, "fascicles": tuple(fascicles), "sources": sources})
+    contacts = tuple(Contact(name, c["body"], tuple(map(float, c["location_m"])))
+                     for name, c in raw["contacts"].items() if name != "source")
+    rhythm = {kind: {lv: float(v) for lv, v in row.items()}
+              for kind, row in raw["lumbar_rhythm"].items() if kind != "source"}
+    return ModelSpec(**{**skeleton.__dict__, "fascicles": tuple(fascicles), "contacts": contacts,
+                        "lumbar_rhythm": rhythm, "sources": sources})
 
 
 def _joints(raw: dict[str, Any]) -> tuple[Joint, ...]:
