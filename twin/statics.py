@@ -1,0 +1,313 @@
+"""Quasi-static biomechanics of a twin: net moments, muscle activations, intervertebral loads.
+
+Per frame (a posture plus external loads):
+1. inverse dynamics (MuJoCo `mj_inverse`): the generalised forces the muscles must supply at
+   the 15 lumbar coordinates, after gravity, passive joint stiffness and external loads
+   (inertia too when velocities and accelerations are given);
+2. static optimisation (OSQP, warm-started): minimise sum(a^2) + w sum(r^2) subject to
+   R^T (a * F_max * f_L * cos(alpha)) + r = tau at every coordinate and 0 <= a <= cap, with
+   reserve actuators r heavily penalised and reported;
+3. intervertebral loads: for each level, everything that acts on the bodies above it (gravity,
+   inertia, external loads, and every muscle path segment that crosses the level) balanced by
+   the joint; expressed in the upper vertebra's frame as compression along its axis and
+   anterior-posterior and lateral shear.
+
+Sign conventions: compression_N > 0 squeezes the disc; ap_shear_N > 0 pushes the upper
+vertebra anteriorly on the lower; lat_shear_N > 0 pushes it to the right.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+import osqp
+from scipy import sparse
+
+from twin.engines import MujocoEngine
+from twin.spec import LEVELS, SIDES, ModelSpec
+
+GRAVITY_DEFAULT = 9.80665
+#: Weight of a squared reserve moment (per (N m)^2) against a squared activation.
+RESERVE_WEIGHT = 1.0e3
+#: A reserve carrying more than this share of a net moment flags the solution.
+RESERVE_SHARE_LIMIT = 0.05
+#: Net moments below this are too small for a share to mean anything [N m].
+RESERVE_SHARE_FLOOR_NM = 1.0
+
+# De Groote et al. 2016 (Ann Biomed Eng 44:2922) active force-length curve, as in OpenSim's
+# DeGrooteFregly2016Muscle: a sum of three Gaussians in normalised fibre length.
+_FL_B = np.array([
+    [0.815, 1.055, 0.162, 0.063],
+    [0.433, 0.717, -0.030, 0.200],
+    [0.100, 1.000, 0.354, 0.000],
+])
+
+
+def active_force_length(norm_fiber_length: np.ndarray) -> np.ndarray:
+    """Active force-length multiplier of De Groote et al. 2016 (1.0 at optimal length)."""
+    lt = np.asarray(norm_fiber_length, float)[..., None]
+    b1, b2, b3, b4 = _FL_B.T
+    return np.sum(b1 * np.exp(-0.5 * ((lt - b2) / (b3 + b4 * lt)) ** 2), axis=-1)
+
+
+@dataclass(frozen=True)
+class ExternalLoad:
+    """A force (and optional moment) at a named contact, in `frame` ('ground' or 'body')."""
+
+    contact: str
+    force_N: tuple[float, float, float]
+    moment_Nm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    frame: str = "ground"
+
+
+def hand_load(mass_kg: float, gravity: float = GRAVITY_DEFAULT) -> ExternalLoad:
+    """A mass held in both hands in front of the chest: its weight at the `hands` contact."""
+    return ExternalLoad("hands", (0.0, -mass_kg * gravity, 0.0))
+
+
+@dataclass(frozen=True)
+class LevelLoad:
+    compression_N: float
+    ap_shear_N: float
+    lat_shear_N: float
+
+
+@dataclass(frozen=True)
+class StaticsResult:
+    """One frame's answer. Arrays are in the spec's fascicle and coordinate order."""
+
+    fascicle_names: tuple[str, ...]
+    coordinate_names: tuple[str, ...]
+    activations: np.ndarray
+    forces_N: np.ndarray
+    net_moments_Nm: np.ndarray  # what the muscles (plus reserves) must supply
+    reserve_Nm: np.ndarray
+    levels: dict[str, LevelLoad]
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)  # force-weighted activations
+
+    @property
+    def reserve_shares(self) -> np.ndarray:
+        return np.abs(self.reserve_Nm) / np.maximum(np.abs(self.net_moments_Nm), RESERVE_SHARE_FLOOR_NM)
+
+    @property
+    def reserve_share(self) -> float:
+        """The largest share of any net moment carried by a reserve actuator."""
+        return float(self.reserve_shares.max())
+
+    @property
+    def flagged(self) -> bool:
+        return self.reserve_share > RESERVE_SHARE_LIMIT
+
+    def to_dict(self) -> dict:
+        return {
+            "levels": {lv: vars(load) for lv, load in self.levels.items()},
+            "activations": self.groups,
+            "reserve_share": self.reserve_share,
+            "flagged": self.flagged,
+        }
+
+
+class Statics:
+    """The per-frame solver for one twin. Build once, then call `solve` per frame."""
+
+    def __init__(self, spec: ModelSpec, activation_caps: Mapping[str, float] | None = None):
+        self.spec = spec
+        self.engine = MujocoEngine(spec)
+        model = self.engine.model
+        self._fascicles = spec.fascicles
+        self._fmax = np.array([f.max_isometric_force_N for f in spec.fascicles])
+        self._lopt = np.array([f.optimal_fiber_length_m for f in spec.fascicles])
+        self._slack = np.array([f.tendon_slack_length_m for f in spec.fascicles])
+        self._cos_penn = np.cos([f.pennation_rad for f in spec.fascicles])
+        self._height = self._lopt * np.sin([f.pennation_rad for f in spec.fascicles])
+        caps = activation_caps or {}
+        self._caps = np.array([caps.get(f.group, 1.0) for f in spec.fascicles])
+        self._groups = _group_weights(spec)
+
+        # Level bookkeeping: the child body of each level, the bodies above it, masses.
+        self._level_joint = {j.level: j for j in spec.joints if j.level}
+        self._body_id = {b.name: model.body(b.name).id for b in spec.bodies}
+        self._above = {lv: _subtree(spec, j.child) for lv, j in self._level_joint.items()}
+        self._crossings = {lv: _crossing_segments(spec, model, above) for lv, above in self._above.items()}
+        self._mass_above = {lv: sum(model.body_mass[self._body_id[b]] for b in above)
+                            for lv, above in self._above.items()}
+        self._qp = _StaticOptimisation(spec, self._caps)
+
+    # -- the frame ------------------------------------------------------------------------
+    def solve(self, pose: Mapping[str, float], loads: Sequence[ExternalLoad] = (),
+              velocities: Mapping[str, float] | None = None,
+              accelerations: Mapping[str, float] | None = None) -> StaticsResult:
+        engine, model, data = self.engine, self.engine.model, self.engine.data
+        engine.set_pose(pose)
+        data.qvel[:] = 0.0
+        data.qacc[:] = 0.0
+        names = self.spec.coordinate_names
+        for values, target in ((velocities, data.qvel), (accelerations, data.qacc)):
+            for name, value in (values or {}).items():
+                target[engine._dof[names.index(name)]] = value
+        external, qfrc_external = self._external_loads(loads)
+        mujoco.mj_inverse(model, data)
+        # qfrc_inverse is what all applied forces together must supply; the muscles supply
+        # what the external loads do not.
+        tau = (data.qfrc_inverse - qfrc_external)[engine._dof]
+
+        arms = engine.moment_arms(pose)  # pose already set; cheap
+        lengths = data.ten_length[engine._tendon]
+        strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(lengths) / self._lopt)
+        activations, reserve = self._qp.solve(arms, strength, tau)
+        forces = activations * strength
+        inertial = self._inertial_forces() if (velocities or accelerations) else None
+        levels = self._level_loads(forces, external, inertial)
+        groups = {g: {side: float(w[side] @ activations) for side in SIDES} for g, w in self._groups.items()}
+        return StaticsResult(self.spec.fascicle_names, names, activations, forces, tau, reserve, levels, groups)
+
+    def solve_many(self, poses: Sequence[Mapping[str, float]],
+                   loads: Sequence[Sequence[ExternalLoad]] | None = None) -> list[StaticsResult]:
+        """A trajectory: consecutive frames warm-start each other."""
+        loads = loads if loads is not None else [()] * len(poses)
+        return [self.solve(p, ld) for p, ld in zip(poses, loads)]
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
+        along = np.maximum(mtu_lengths - self._slack, 1e-6)  # rigid tendon, constant fibre height
+        return np.sqrt(along**2 + self._height**2)
+
+    def _external_loads(self, loads: Sequence[ExternalLoad]):
+        """(body, world point, world force) of each load, and their generalised force."""
+        model, data = self.engine.model, self.engine.data
+        applied, qfrc = [], np.zeros(model.nv)
+        for load in loads:
+            contact = self.spec.contact(load.contact)
+            bid = self._body_id[contact.body]
+            rot = data.xmat[bid].reshape(3, 3)
+            point = data.xpos[bid] + rot @ np.array(contact.location_m)
+            force, moment = np.array(load.force_N, float), np.array(load.moment_Nm, float)
+            if load.frame != "ground":
+                force, moment = rot @ force, rot @ moment
+            mujoco.mj_applyFT(model, data, force, moment, point, bid, qfrc)
+            applied.append((contact.body, point, force))
+        return applied, qfrc
+
+    def _inertial_forces(self) -> dict[str, np.ndarray]:
+        """-m a of every body's centre of mass (world frame), from the current qacc."""
+        model, data = self.engine.model, self.engine.data
+        mujoco.mj_rnePostConstraint(model, data)
+        out, acc = {}, np.zeros(6)
+        for name, bid in self._body_id.items():
+            mujoco.mj_objectAcceleration(model, data, mujoco.mjtObj.mjOBJ_BODY, bid, acc, 0)
+            out[name] = -model.body_mass[bid] * acc[3:]
+        return out
+
+    def _level_loads(self, forces, external, inertial) -> dict[str, LevelLoad]:
+        model, data = self.engine.model, self.engine.data
+        out = {}
+        for level in LEVELS:
+            above = self._above[level]
+            total = self._mass_above[level] * model.opt.gravity
+            if inertial is not None:
+                total = total + sum(inertial[b] for b in above)
+            for body, _point, force in external:
+                if body in above:
+                    total = total + force
+            fascicle, inside, outside = self._crossings[level]
+            direction = data.site_xpos[outside] - data.site_xpos[inside]  # pulls the upper part down
+            direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+            total = total + forces[fascicle] @ direction
+            frame = data.xmat[self._body_id[self._level_joint[level].child]].reshape(3, 3)
+            local = frame.T @ total  # load on the upper part, in the upper vertebra's frame
+            out[level] = LevelLoad(compression_N=float(-local[1]), ap_shear_N=float(local[0]),
+                                   lat_shear_N=float(local[2]))
+        return out
+
+
+class _StaticOptimisation:
+    """min sum(a^2) + w sum(r^2)  s.t.  A a + r = tau,  0 <= a <= cap   (OSQP, warm-started).
+
+    A = R^T diag(strength): moment arms times each fascicle's available force. Its sparsity
+    is fixed by which levels each fascicle crosses, so OSQP is set up once and updated.
+    """
+
+    def __init__(self, spec: ModelSpec, caps: np.ndarray):
+        n, m = len(spec.fascicles), len(spec.coordinates)
+        level_of = [c.name[:5].replace("_", "-") for c in spec.coordinates]
+        self.mask = np.array([[level_of[j] in f.levels for j in range(m)] for f in spec.fascicles])  # (n, m)
+        rows, cols = np.nonzero(self.mask.T)  # A is (m, n): coordinate x fascicle
+        self._rows, self._cols = rows, cols
+        pattern = sparse.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(m, n))
+        constraint = sparse.bmat([[pattern, sparse.identity(m)], [sparse.identity(n), None]], format="csc")
+        # Map our (row, col) entries into the csc data array of `constraint`, once.
+        constraint.sort_indices()
+        self._data_index = _csc_positions(constraint, rows, cols)
+        self._constraint = constraint
+        self._n, self._m = n, m
+        p = sparse.diags(np.r_[np.full(n, 2.0), np.full(m, 2.0 * RESERVE_WEIGHT)], format="csc")
+        self._lower = np.r_[np.zeros(m), np.zeros(n)]
+        self._upper = np.r_[np.zeros(m), caps]
+        self._solver = osqp.OSQP()
+        self._solver.setup(P=p, q=np.zeros(n + m), A=constraint, l=self._lower, u=self._upper,
+                           eps_abs=1e-7, eps_rel=1e-7, polishing=True, verbose=False, max_iter=20000,
+                           warm_starting=True)
+
+    def solve(self, arms: np.ndarray, strength: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        data = self._constraint.data.copy()
+        data[self._data_index] = arms.T[self._rows, self._cols] * strength[self._cols]
+        lower, upper = self._lower.copy(), self._upper.copy()
+        lower[: self._m] = tau
+        upper[: self._m] = tau
+        self._solver.update(Ax=data, l=lower, u=upper)
+        result = self._solver.solve()
+        x = result.x
+        if x is None or not np.all(np.isfinite(x)):
+            raise RuntimeError(f"static optimisation failed: {result.info.status}")
+        activations = np.clip(x[: self._n], 0.0, self._upper[self._m:])
+        return activations, x[self._n:]
+
+
+def _csc_positions(matrix: sparse.csc_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows), dtype=int)
+    for k, (r, c) in enumerate(zip(rows, cols)):
+        start, stop = matrix.indptr[c], matrix.indptr[c + 1]
+        out[k] = start + int(np.searchsorted(matrix.indices[start:stop], r))
+    return out
+
+
+def _crossing_segments(spec: ModelSpec, model: mujoco.MjModel, above: set[str]):
+    """Path segments that cross a level: (fascicle index, site on the upper part, site below)."""
+    fascicle, inside, outside = [], [], []
+    for i, f in enumerate(spec.fascicles):
+        for k in range(len(f.points) - 1):
+            a, b = f.points[k].body in above, f.points[k + 1].body in above
+            if a != b:
+                upper, lower = (k, k + 1) if a else (k + 1, k)
+                fascicle.append(i)
+                inside.append(model.site(f"{f.name}_p{upper}").id)
+                outside.append(model.site(f"{f.name}_p{lower}").id)
+    return np.array(fascicle, int), np.array(inside, int), np.array(outside, int)
+
+
+def _subtree(spec: ModelSpec, root: str) -> set[str]:
+    children: dict[str, list[str]] = {}
+    for j in spec.joints:
+        children.setdefault(j.parent, []).append(j.child)
+    out, stack = set(), [root]
+    while stack:
+        body = stack.pop()
+        out.add(body)
+        stack.extend(children.get(body, ()))
+    return out
+
+
+def _group_weights(spec: ModelSpec) -> dict[str, dict[str, np.ndarray]]:
+    """Force weights so that weights @ activations is a group's force-weighted activation."""
+    fmax = np.array([f.max_isometric_force_N for f in spec.fascicles])
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for f in spec.fascicles:
+        out.setdefault(f.group, {})
+    for group in out:
+        for side in SIDES:
+            mask = np.array([(f.group, f.side) == (group, side) for f in spec.fascicles])
+            out[group][side] = np.where(mask, fmax, 0.0) / fmax[mask].sum()
+    return out
+
