@@ -25,6 +25,7 @@ import numpy as np
 import osqp
 from scipy import sparse
 
+from lumbar_twin.errors import LumbarTwinError
 from twin.engines import MujocoEngine
 from twin.spec import LEVELS, SIDES, ModelSpec
 
@@ -39,9 +40,9 @@ RESERVE_SHARE_FLOOR_NM = 1.0
 # De Groote et al. 2016 (Ann Biomed Eng 44:2922) active force-length curve, as in OpenSim's
 # DeGrooteFregly2016Muscle: a sum of three Gaussians in normalised fibre length.
 _FL_B = np.array([
-    [0.815, 1.055, 0.162, 0.063],
-    [0.433, 0.717, -0.030, 0.200],
-    [0.100, 1.000, 0.354, 0.000],
+    [0.8150671134243542, 1.055033428970575, 0.162384573599574, 0.063303448465465],
+    [0.433004984392647, 0.716775413397760, -0.029947116970696, 0.200356847296188],
+    [0.1, 1.0, 0.5 * np.sqrt(0.5), 0.0],
 ])
 
 
@@ -257,10 +258,10 @@ class _StaticOptimisation:
         lower[: self._m] = tau
         upper[: self._m] = tau
         self._solver.update(Ax=data, l=lower, u=upper)
-        result = self._solver.solve()
+        result = self._solver.solve(raise_error=False)
         x = result.x
-        if x is None or not np.all(np.isfinite(x)):
-            raise RuntimeError(f"static optimisation failed: {result.info.status}")
+        if result.info.status_val != osqp.SolverStatus.OSQP_SOLVED or not np.all(np.isfinite(x)):
+            raise LumbarTwinError(f"static optimisation did not converge: {result.info.status}")
         activations = np.clip(x[: self._n], 0.0, self._upper[self._m:])
         return activations, x[self._n:]
 

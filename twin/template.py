@@ -34,6 +34,8 @@ from twin.spec import (
 TEMPLATE_PATH = DATA_DIR / "lumbar_template.yaml"
 #: Optimal fibre length never exceeds this fraction of the fascicle's neutral length.
 MAX_FIBER_FRACTION = 0.8
+#: ... unless the fibre operating range needs them longer, up to this fraction.
+MAX_MUSCLE_FRACTION = 0.95
 
 
 def load_template(path: str | Path = TEMPLATE_PATH) -> ModelSpec:
@@ -78,6 +80,11 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
         reference_morphometry=_reference(raw["reference_morphometry"]),
     )
     neutral = body_transforms(skeleton)
+    operating = raw["fiber_operating_range"]
+    flexed = body_transforms(skeleton, {
+        coordinate_name(level, "flexion"): math.radians(float(operating["full_flexion_deg"])) * float(share)
+        for level, share in raw["lumbar_rhythm"]["flexion"].items()
+    })
 
     right = raw["fascicles"]["right"]
     per_group = {g: sum(1 for f in right if f["group"] == g) for g in groups}
@@ -93,7 +100,8 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
                 optimal_fiber_length_m=0.0, tendon_slack_length_m=0.0, pennation_rad=0.0,
                 pcsa_cm2=0.0, max_isometric_force_N=0.0, levels=(), part=entry.get("part"),
             )
-            fascicles.append(_architecture(draft, group, per_group[entry["group"]], sigma, neutral, skeleton))
+            fascicles.append(_architecture(draft, group, per_group[entry["group"]], sigma, neutral, flexed,
+                                           float(operating["fiber_length_at_full_flexion"]), skeleton))
 
     sources = {key: " ".join(str(block["source"]).split()) for key, block in raw.items()
                if isinstance(block, dict) and "source" in block}
@@ -143,7 +151,8 @@ def _point(landmarks, ref: str, mirror: float, path: Path) -> PathPoint:
     return PathPoint(body, (x, y, z * mirror))
 
 
-def _architecture(draft: Fascicle, group: dict, n_in_group: int, sigma: float, neutral, skeleton) -> Fascicle:
+def _architecture(draft: Fascicle, group: dict, n_in_group: int, sigma: float, neutral, flexed,
+                  full_flexion_fiber: float, skeleton) -> Fascicle:
     crossed = {j.level for a, b in zip(draft.points, draft.points[1:])
                for j in joint_chain(skeleton, a.body, b.body) if j.level}
     levels = tuple(sorted(crossed, key=LEVELS.index))
@@ -151,13 +160,19 @@ def _architecture(draft: Fascicle, group: dict, n_in_group: int, sigma: float, n
     if isinstance(fiber, dict):
         fiber = fiber[draft.part]
     length = fascicle_length(draft, neutral)
-    fiber = min(float(fiber), MAX_FIBER_FRACTION * length)
+    neutral_fiber = float(group["neutral_fiber_length"])
+    fiber = min(float(fiber), MAX_FIBER_FRACTION * length / neutral_fiber)
+    stretch = fascicle_length(draft, flexed) - length  # lengthening in full flexion [m]
+    if stretch > 0:  # long enough that full flexion stays on the physiological range,
+        # but never longer than the fascicle itself (tendon slack length >= 5 % of it)
+        needed = stretch / (full_flexion_fiber - neutral_fiber)
+        fiber = max(fiber, min(needed, MAX_MUSCLE_FRACTION * length / neutral_fiber))
     pennation = math.radians(float(group["pennation_deg"]))
     pcsa = float(group["pcsa_cm2"]) / n_in_group
     return Fascicle(
         **{**draft.__dict__,
            "optimal_fiber_length_m": fiber,
-           "tendon_slack_length_m": length - fiber * math.cos(pennation),
+           "tendon_slack_length_m": length - neutral_fiber * fiber * math.cos(pennation),
            "pennation_rad": pennation,
            "pcsa_cm2": pcsa,
            "max_isometric_force_N": pcsa * sigma,

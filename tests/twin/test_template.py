@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from twin.engines import MujocoEngine
 from twin.spec import COORDINATE_NAMES, GROUPS, LEVELS, ModelSpec
@@ -43,12 +44,31 @@ def test_force_is_pcsa_times_specific_tension_and_group_pcsa_is_preserved(templa
     assert abs(multifidus - 23.9) < 1e-9  # Ward et al. 2009, one side
 
 
-def test_fibres_are_at_optimal_length_in_neutral_standing(template):
+def test_fibres_in_neutral_standing_are_where_sarcomere_data_put_them(template):
+    """Extensors short (0.84 of optimal, Ward 2009), the others at optimal length."""
+    neutral = {"erector_spinae": 0.84, "multifidus": 0.84}
     lengths = MujocoEngine(template).lengths({})
     for f, length in zip(template.fascicles, lengths):
-        fiber = length - f.tendon_slack_length_m
-        assert abs(fiber / (f.optimal_fiber_length_m * np.cos(f.pennation_rad)) - 1) < 1e-9
+        fiber = (length - f.tendon_slack_length_m) / np.cos(f.pennation_rad)
+        assert fiber / f.optimal_fiber_length_m == pytest.approx(neutral.get(f.group, 1.0), rel=1e-9)
         assert f.tendon_slack_length_m > 0
+
+
+def test_extensor_fibres_stay_on_the_physiological_range_in_full_flexion(template):
+    """At 60 deg lumbar flexion extensor fibres sit on the descending limb, where they still
+    develop force: at 1.25 of optimal unless the fascicle is too short to hold such fibres."""
+    from twin.posture import posture
+    from twin.statics import active_force_length
+
+    lengths = MujocoEngine(template).lengths(posture(template, np.radians(60)))
+    norms = []
+    for f, length in zip(template.fascicles, lengths):
+        if f.group in ("erector_spinae", "multifidus"):
+            norms.append((length - f.tendon_slack_length_m) / np.cos(f.pennation_rad) / f.optimal_fiber_length_m)
+    norms = np.array(norms)
+    assert np.all(norms > 0.84)  # all lengthen in flexion
+    assert np.mean(norms <= 1.25 + 1e-9) >= 0.8
+    assert np.all(active_force_length(norms) >= 0.4)
 
 
 def test_sagittal_moment_arms_match_published_ranges(template):
