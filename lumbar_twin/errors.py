@@ -18,7 +18,10 @@ class InputError(LumbarTwinError):
         self.source = str(source) if source is not None else None
         self.field = field
         self.problem = problem
-        where = self.source or "input"
-        if field:
-            where = f"{where}: field '{field}'"
+        if self.source is None:  # a command-line value or a Python argument
+            where = field or "input"
+        elif field:
+            where = f"{self.source}: field '{field}'"
+        else:
+            where = self.source
         super().__init__(f"{where}: {problem}")

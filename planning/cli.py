@@ -46,6 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("patient", help="patient file (.json or .yaml)")
     build.add_argument("--out", required=True, help="output folder (created if missing)")
     build.set_defaults(run=_run_build)
+
+    sim = commands.add_parser(
+        "simulate", help="activations and spinal loads for a posture and external loads",
+        description="Quasi-static activations and intervertebral loads of a built twin. Global angles "
+                    "are spread over L1-L2..L5-S1 by the lumbar rhythm.")
+    sim.add_argument("twin", help="twin folder written by `lumbar-twin build`")
+    sim.add_argument("--flexion", type=float, default=0.0, metavar="DEG", help="lumbar flexion (+) / extension (-)")
+    sim.add_argument("--lateral", type=float, default=0.0, metavar="DEG", help="lateral bending, + to the right")
+    sim.add_argument("--rotation", type=float, default=0.0, metavar="DEG", help="axial rotation, + to the left")
+    sim.add_argument("--hand-load-kg", type=float, default=0.0, metavar="KG",
+                     help="mass held in both hands in front of the chest")
+    sim.add_argument("--force", action="append", default=[], metavar="SPEC", type=_force,
+                     help="external force: contact=thorax_pad,fx=N,fy=N,fz=N[,mx=,my=,mz=][,frame=ground|body]"
+                          " (repeatable; ground frame by default)")
+    sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sim.set_defaults(run=_run_simulate)
     return parser
 
 
@@ -64,6 +80,54 @@ def _run_build(args: argparse.Namespace) -> int:
           f"{n_fascicles} fascicles in {time.perf_counter() - start:.1f} s")
     for name, path in twin.files.items():
         print(f"  {path}")
+    return 0
+
+
+def _force(text: str):
+    """'contact=thorax_pad,fx=10,fy=0,fz=0' -> ExternalLoad (argparse type)."""
+    from twin.statics import ExternalLoad
+
+    fields = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
+        fields[key.strip()] = value.strip()
+    unknown = set(fields) - {"contact", "fx", "fy", "fz", "mx", "my", "mz", "frame"}
+    if unknown or "contact" not in fields:
+        raise argparse.ArgumentTypeError(f"unknown keys {sorted(unknown)}" if unknown else "contact= is required")
+    try:
+        force = tuple(float(fields.get(k, 0.0)) for k in ("fx", "fy", "fz"))
+        moment = tuple(float(fields.get(k, 0.0)) for k in ("mx", "my", "mz"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    frame = fields.get("frame", "ground")
+    if frame not in ("ground", "body"):
+        raise argparse.ArgumentTypeError(f"frame must be ground or body, got {frame!r}")
+    return ExternalLoad(fields["contact"], force, moment, frame)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from twin.simulate import load_twin, simulate
+
+    twin = load_twin(args.twin)
+    result = simulate(twin, args.flexion, args.lateral, args.rotation, args.hand_load_kg, args.force)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"posture: flexion {args.flexion:g} deg, lateral {args.lateral:g} deg, rotation {args.rotation:g} deg"
+          + (f"; {args.hand_load_kg:g} kg in the hands" if args.hand_load_kg else ""))
+    print(f"\n{'level':7s} {'compression N':>14s} {'AP shear N':>11s} {'lat shear N':>12s}")
+    for level, load in result.levels.items():
+        print(f"{level:7s} {load.compression_N:14.0f} {load.ap_shear_N:11.0f} {load.lat_shear_N:12.0f}")
+    print(f"\n{'group':20s} {'left':>6s} {'right':>6s}   (force-weighted activation, 0..1)")
+    for group, sides in result.groups.items():
+        print(f"{group:20s} {sides['left']:6.3f} {sides['right']:6.3f}")
+    share = result.reserve_share
+    print(f"\nreserve actuators carry at most {share:.1%} of a net moment"
+          + ("  ** FLAGGED: the muscles cannot hold this posture and load **" if result.flagged else ""))
     return 0
 
 

@@ -1,0 +1,84 @@
+"""One call from a built twin to a frame's activations and spinal loads.
+
+>>> from twin.simulate import load_twin, simulate        # doctest: +SKIP
+>>> result = simulate(load_twin("out/"), flexion_deg=30, hand_load_kg=5)   # doctest: +SKIP
+>>> result.levels["L4-L5"].compression_N                  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lumbar_twin.errors import InputError
+from twin.posture import posture
+from twin.spec import ModelSpec
+from twin.statics import ExternalLoad, Statics, StaticsResult, hand_load
+
+
+@dataclass(frozen=True)
+class LoadedTwin:
+    """A twin read back from its folder: the spec and what of the patient it records."""
+
+    spec: ModelSpec
+    patient: dict
+    directory: Path
+
+    @property
+    def activation_caps(self) -> dict[str, float]:
+        return dict((self.patient.get("limits") or {}).get("activation") or {})
+
+
+def load_twin(twin_dir: str | Path) -> LoadedTwin:
+    twin_dir = Path(twin_dir)
+    path = twin_dir / "twin.json"
+    if not twin_dir.is_dir():
+        raise InputError(twin_dir, "twin folder not found (make one with `lumbar-twin build`)")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "not found: is this a twin folder made by `lumbar-twin build`?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(path, "not valid JSON") from None
+    if doc.get("schema") != "lumbar-twin/twin@1":
+        raise InputError(path, f"unknown schema {doc.get('schema')!r}; expected lumbar-twin/twin@1", field="schema")
+    try:
+        spec = ModelSpec.from_dict(doc["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"model specification is incomplete ({exc})", field="spec") from None
+    if not spec.lumbar_rhythm or not spec.contacts:
+        raise InputError(path, "made by an older lumbar-twin without lumbar rhythm or contacts; "
+                               "rebuild it with `lumbar-twin build`", field="spec")
+    return LoadedTwin(spec, doc.get("patient", {}), twin_dir)
+
+
+def simulate(twin: LoadedTwin | ModelSpec, flexion_deg: float = 0.0, lateral_deg: float = 0.0,
+             rotation_deg: float = 0.0, hand_load_kg: float = 0.0,
+             forces: Sequence[ExternalLoad] = (), statics: Statics | None = None) -> StaticsResult:
+    """Activations and intervertebral loads for a global trunk posture and external loads."""
+    spec = twin.spec if isinstance(twin, LoadedTwin) else twin
+    caps = twin.activation_caps if isinstance(twin, LoadedTwin) else {}
+    pose = posture(spec, math.radians(flexion_deg), math.radians(lateral_deg), math.radians(rotation_deg))
+    check_pose_in_range(spec, pose, {"flexion": flexion_deg, "lateral": lateral_deg, "rotation": rotation_deg})
+    if hand_load_kg < 0:
+        raise InputError(None, f"{hand_load_kg} kg: a held mass cannot be negative", field="--hand-load-kg")
+    loads = list(forces) + ([hand_load(hand_load_kg)] if hand_load_kg else [])
+    known = {c.name for c in spec.contacts}
+    for load in loads:
+        if load.contact not in known:
+            raise InputError(None, f"unknown contact {load.contact!r}; known: {', '.join(sorted(known))}",
+                             field="--force")
+    solver = statics or Statics(spec, caps)
+    return solver.solve(pose, loads)
+
+
+def check_pose_in_range(spec: ModelSpec, pose: dict[str, float], global_deg: dict[str, float]) -> None:
+    for coord in spec.coordinates:
+        lo, hi = coord.range_rad
+        value = pose.get(coord.name, 0.0)
+        if not lo <= value <= hi:
+            raise InputError(None, f"{global_deg[coord.kind]:g} deg puts {coord.name} at "
+                                   f"{math.degrees(value):.1f} deg, beyond the model range "
+                                   f"{math.degrees(lo):.0f}..{math.degrees(hi):.0f} deg", field=f"--{coord.kind}")
