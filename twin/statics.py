@@ -20,22 +20,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import mujoco
 import numpy as np
 import osqp
 from scipy import sparse
 
 from lumbar_twin.errors import LumbarTwinError
-from twin.engines import MujocoEngine
+from twin.engines import Frame, MujocoEngine, OpenSimEngine
+from twin.loads import ExternalLoad, hand_load  # noqa: F401  (re-exported)
 from twin.spec import LEVELS, SIDES, ModelSpec
 
-GRAVITY_DEFAULT = 9.80665
 #: Weight of a squared reserve moment (per (N m)^2) against a squared activation.
 RESERVE_WEIGHT = 1.0e3
 #: A reserve carrying more than this share of a net moment flags the solution.
 RESERVE_SHARE_LIMIT = 0.05
 #: Net moments below this are too small for a share to mean anything [N m].
 RESERVE_SHARE_FLOOR_NM = 1.0
+
+ENGINES = {"mujoco": MujocoEngine, "opensim": OpenSimEngine}
 
 # De Groote et al. 2016 (Ann Biomed Eng 44:2922) active force-length curve, as in OpenSim's
 # DeGrooteFregly2016Muscle: a sum of three Gaussians in normalised fibre length.
@@ -51,21 +52,6 @@ def active_force_length(norm_fiber_length: np.ndarray) -> np.ndarray:
     lt = np.asarray(norm_fiber_length, float)[..., None]
     b1, b2, b3, b4 = _FL_B.T
     return np.sum(b1 * np.exp(-0.5 * ((lt - b2) / (b3 + b4 * lt)) ** 2), axis=-1)
-
-
-@dataclass(frozen=True)
-class ExternalLoad:
-    """A force (and optional moment) at a named contact, in `frame` ('ground' or 'body')."""
-
-    contact: str
-    force_N: tuple[float, float, float]
-    moment_Nm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    frame: str = "ground"
-
-
-def hand_load(mass_kg: float, gravity: float = GRAVITY_DEFAULT) -> ExternalLoad:
-    """A mass held in both hands in front of the chest: its weight at the `hands` contact."""
-    return ExternalLoad("hands", (0.0, -mass_kg * gravity, 0.0))
 
 
 @dataclass(frozen=True)
@@ -111,13 +97,18 @@ class StaticsResult:
 
 
 class Statics:
-    """The per-frame solver for one twin. Build once, then call `solve` per frame."""
+    """The per-frame solver for one twin. Build once, then call `solve` per frame.
 
-    def __init__(self, spec: ModelSpec, activation_caps: Mapping[str, float] | None = None):
+    `engine` answers the frame's kinematics and inverse dynamics: 'mujoco' (fast, the
+    default) or 'opensim' (the cross-check); the optimisation and the loads are shared code.
+    """
+
+    def __init__(self, spec: ModelSpec, activation_caps: Mapping[str, float] | None = None,
+                 engine: str = "mujoco"):
+        if engine not in ENGINES:
+            raise LumbarTwinError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
         self.spec = spec
-        self.engine = MujocoEngine(spec)
-        model = self.engine.model
-        self._fascicles = spec.fascicles
+        self.engine = ENGINES[engine](spec)
         self._fmax = np.array([f.max_isometric_force_N for f in spec.fascicles])
         self._lopt = np.array([f.optimal_fiber_length_m for f in spec.fascicles])
         self._slack = np.array([f.tendon_slack_length_m for f in spec.fascicles])
@@ -126,43 +117,25 @@ class Statics:
         caps = activation_caps or {}
         self._caps = np.array([caps.get(f.group, 1.0) for f in spec.fascicles])
         self._groups = _group_weights(spec)
+        self._gravity = np.array(spec.gravity_m_per_s2)
 
-        # Level bookkeeping: the child body of each level, the bodies above it, masses.
+        # Per level: the joint, the bodies above it, their mass, the path segments crossing it.
         self._level_joint = {j.level: j for j in spec.joints if j.level}
-        self._body_id = {b.name: model.body(b.name).id for b in spec.bodies}
         self._above = {lv: _subtree(spec, j.child) for lv, j in self._level_joint.items()}
-        self._crossings = {lv: _crossing_segments(spec, model, above) for lv, above in self._above.items()}
-        self._mass_above = {lv: sum(model.body_mass[self._body_id[b]] for b in above)
-                            for lv, above in self._above.items()}
+        self._mass_above = {lv: sum(spec.body(b).mass_kg for b in above) for lv, above in self._above.items()}
+        self._crossings = {lv: _crossing_segments(spec, above) for lv, above in self._above.items()}
         self._qp = _StaticOptimisation(spec, self._caps)
 
-    # -- the frame ------------------------------------------------------------------------
     def solve(self, pose: Mapping[str, float], loads: Sequence[ExternalLoad] = (),
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None) -> StaticsResult:
-        engine, model, data = self.engine, self.engine.model, self.engine.data
-        engine.set_pose(pose)
-        data.qvel[:] = 0.0
-        data.qacc[:] = 0.0
-        names = self.spec.coordinate_names
-        for values, target in ((velocities, data.qvel), (accelerations, data.qacc)):
-            for name, value in (values or {}).items():
-                target[engine._dof[names.index(name)]] = value
-        external, qfrc_external = self._external_loads(loads)
-        mujoco.mj_inverse(model, data)
-        # qfrc_inverse is what all applied forces together must supply; the muscles supply
-        # what the external loads do not.
-        tau = (data.qfrc_inverse - qfrc_external)[engine._dof]
-
-        arms = engine.moment_arms(pose)  # pose already set; cheap
-        lengths = data.ten_length[engine._tendon]
-        strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(lengths) / self._lopt)
-        activations, reserve = self._qp.solve(arms, strength, tau)
+        frame = self.engine.frame(pose, loads, velocities, accelerations)
+        strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(frame.lengths) / self._lopt)
+        activations, reserve = self._qp.solve(frame.moment_arms, strength, frame.net_moments)
         forces = activations * strength
-        inertial = self._inertial_forces() if (velocities or accelerations) else None
-        levels = self._level_loads(forces, external, inertial)
         groups = {g: {side: float(w[side] @ activations) for side in SIDES} for g, w in self._groups.items()}
-        return StaticsResult(self.spec.fascicle_names, names, activations, forces, tau, reserve, levels, groups)
+        return StaticsResult(self.spec.fascicle_names, self.spec.coordinate_names, activations, forces,
+                             frame.net_moments, reserve, self._level_loads(frame, forces), groups)
 
     def solve_many(self, poses: Sequence[Mapping[str, float]],
                    loads: Sequence[Sequence[ExternalLoad]] | None = None) -> list[StaticsResult]:
@@ -170,54 +143,25 @@ class Statics:
         loads = loads if loads is not None else [()] * len(poses)
         return [self.solve(p, ld) for p, ld in zip(poses, loads)]
 
-    # -- pieces ---------------------------------------------------------------------------
     def _fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
         along = np.maximum(mtu_lengths - self._slack, 1e-6)  # rigid tendon, constant fibre height
         return np.sqrt(along**2 + self._height**2)
 
-    def _external_loads(self, loads: Sequence[ExternalLoad]):
-        """(body, world point, world force) of each load, and their generalised force."""
-        model, data = self.engine.model, self.engine.data
-        applied, qfrc = [], np.zeros(model.nv)
-        for load in loads:
-            contact = self.spec.contact(load.contact)
-            bid = self._body_id[contact.body]
-            rot = data.xmat[bid].reshape(3, 3)
-            point = data.xpos[bid] + rot @ np.array(contact.location_m)
-            force, moment = np.array(load.force_N, float), np.array(load.moment_Nm, float)
-            if load.frame != "ground":
-                force, moment = rot @ force, rot @ moment
-            mujoco.mj_applyFT(model, data, force, moment, point, bid, qfrc)
-            applied.append((contact.body, point, force))
-        return applied, qfrc
-
-    def _inertial_forces(self) -> dict[str, np.ndarray]:
-        """-m a of every body's centre of mass (world frame), from the current qacc."""
-        model, data = self.engine.model, self.engine.data
-        mujoco.mj_rnePostConstraint(model, data)
-        out, acc = {}, np.zeros(6)
-        for name, bid in self._body_id.items():
-            mujoco.mj_objectAcceleration(model, data, mujoco.mjtObj.mjOBJ_BODY, bid, acc, 0)
-            out[name] = -model.body_mass[bid] * acc[3:]
-        return out
-
-    def _level_loads(self, forces, external, inertial) -> dict[str, LevelLoad]:
-        model, data = self.engine.model, self.engine.data
+    def _level_loads(self, frame: Frame, forces: np.ndarray) -> dict[str, LevelLoad]:
         out = {}
         for level in LEVELS:
             above = self._above[level]
-            total = self._mass_above[level] * model.opt.gravity
-            if inertial is not None:
-                total = total + sum(inertial[b] for b in above)
-            for body, _point, force in external:
+            total = self._mass_above[level] * self._gravity
+            if frame.inertial is not None:
+                total = total + sum(frame.inertial[b] for b in above)
+            for body, force in frame.external:
                 if body in above:
                     total = total + force
-            fascicle, inside, outside = self._crossings[level]
-            direction = data.site_xpos[outside] - data.site_xpos[inside]  # pulls the upper part down
+            fascicle, upper, lower = self._crossings[level]
+            direction = frame.points[lower] - frame.points[upper]  # pulls the upper part down
             direction /= np.linalg.norm(direction, axis=1, keepdims=True)
             total = total + forces[fascicle] @ direction
-            frame = data.xmat[self._body_id[self._level_joint[level].child]].reshape(3, 3)
-            local = frame.T @ total  # load on the upper part, in the upper vertebra's frame
+            local = frame.rotations[self._level_joint[level].child].T @ total  # upper vertebra's frame
             out[level] = LevelLoad(compression_N=float(-local[1]), ap_shear_N=float(local[0]),
                                    lat_shear_N=float(local[2]))
         return out
@@ -274,17 +218,18 @@ def _csc_positions(matrix: sparse.csc_matrix, rows: np.ndarray, cols: np.ndarray
     return out
 
 
-def _crossing_segments(spec: ModelSpec, model: mujoco.MjModel, above: set[str]):
-    """Path segments that cross a level: (fascicle index, site on the upper part, site below)."""
-    fascicle, inside, outside = [], [], []
+def _crossing_segments(spec: ModelSpec, above: set[str]):
+    """Path segments that cross a level: (fascicle index, point above, point below), where
+    points index all fascicles' path points in order (Frame.points)."""
+    fascicle, inside, outside, offset = [], [], [], 0
     for i, f in enumerate(spec.fascicles):
         for k in range(len(f.points) - 1):
             a, b = f.points[k].body in above, f.points[k + 1].body in above
             if a != b:
-                upper, lower = (k, k + 1) if a else (k + 1, k)
                 fascicle.append(i)
-                inside.append(model.site(f"{f.name}_p{upper}").id)
-                outside.append(model.site(f"{f.name}_p{lower}").id)
+                inside.append(offset + (k if a else k + 1))
+                outside.append(offset + (k + 1 if a else k))
+        offset += len(f.points)
     return np.array(fascicle, int), np.array(inside, int), np.array(outside, int)
 
 
