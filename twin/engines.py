@@ -61,6 +61,7 @@ class MujocoEngine:
         self._bodies = {b.name: m.body(b.name).id for b in spec.bodies}
         self._index = {name: k for k, name in enumerate(spec.coordinate_names)}
         self._dense_j = np.zeros((m.ntendon, m.nv))
+        self._arm_rows_cols = np.ix_(self._tendon, self._dof)
 
     def set_pose(self, pose: Mapping[str, float]) -> None:
         self.data.qpos[:] = 0.0
@@ -82,7 +83,12 @@ class MujocoEngine:
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None) -> Frame:
         model, data = self.model, self.data
-        self.set_pose(pose)
+        data.qpos[:] = 0.0
+        for name, value in pose.items():
+            data.qpos[self._qpos[self._index[name]]] = value
+        if loads:  # contact points and Jacobians; mj_inverse recomputes the rest anyway
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_comPos(model, data)
         data.qvel[:] = 0.0
         data.qacc[:] = 0.0
         for values, target in ((velocities, data.qvel), (accelerations, data.qacc)):
@@ -112,7 +118,7 @@ class MujocoEngine:
     def _arms(self) -> np.ndarray:
         m = self.model
         mujoco.mju_sparse2dense(self._dense_j, self.data.ten_J, m.ten_J_rownnz, m.ten_J_rowadr, m.ten_J_colind)
-        return -self._dense_j[np.ix_(self._tendon, self._dof)]
+        return -self._dense_j[self._arm_rows_cols]
 
     def _inertial(self) -> dict[str, np.ndarray]:
         mujoco.mj_rnePostConstraint(self.model, self.data)

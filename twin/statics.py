@@ -4,7 +4,7 @@ Per frame (a posture plus external loads):
 1. inverse dynamics (MuJoCo `mj_inverse`): the generalised forces the muscles must supply at
    the 15 lumbar coordinates, after gravity, passive joint stiffness and external loads
    (inertia too when velocities and accelerations are given);
-2. static optimisation (OSQP, warm-started): minimise sum(a^2) + w sum(r^2) subject to
+2. static optimisation (DAQP active set, warm-started along trajectories): minimise sum(a^2) + w sum(r^2) subject to
    R^T (a * F_max * f_L * cos(alpha)) + r = tau at every coordinate and 0 <= a <= cap, with
    reserve actuators r heavily penalised and reported;
 3. intervertebral loads: for each level, everything that acts on the bodies above it (gravity,
@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import ctypes
+
+import daqp
 import numpy as np
-import osqp
-from scipy import sparse
 
 from lumbar_twin.errors import LumbarTwinError
 from twin.engines import Frame, MujocoEngine, OpenSimEngine
@@ -116,106 +117,104 @@ class Statics:
         self._height = self._lopt * np.sin([f.pennation_rad for f in spec.fascicles])
         caps = activation_caps or {}
         self._caps = np.array([caps.get(f.group, 1.0) for f in spec.fascicles])
-        self._groups = _group_weights(spec)
+        weights = _group_weights(spec)
+        self._group_names = tuple(weights)
+        self._group_matrix = np.array([weights[g][side] for g in self._group_names for side in SIDES])
         self._gravity = np.array(spec.gravity_m_per_s2)
+        self._fascicle_names, self._coordinate_names = spec.fascicle_names, spec.coordinate_names
 
         # Per level: the joint, the bodies above it, their mass, the path segments crossing it.
         self._level_joint = {j.level: j for j in spec.joints if j.level}
         self._above = {lv: _subtree(spec, j.child) for lv, j in self._level_joint.items()}
         self._mass_above = {lv: sum(spec.body(b).mass_kg for b in above) for lv, above in self._above.items()}
-        self._crossings = {lv: _crossing_segments(spec, above) for lv, above in self._above.items()}
-        self._qp = _StaticOptimisation(spec, self._caps)
+        crossings = [_crossing_segments(spec, self._above[lv]) for lv in LEVELS]
+        level_of_crossing = np.concatenate([np.full(len(c[0]), k) for k, c in enumerate(crossings)])
+        self._cross_sum = (level_of_crossing[None, :] == np.arange(len(LEVELS))[:, None]).astype(float)
+        self._cross_fascicle, self._cross_upper, self._cross_lower = (
+            np.concatenate([c[i] for c in crossings]) for i in range(3))
+        self._level_children = [self._level_joint[lv].child for lv in LEVELS]
+        self._weight_above = np.array([self._mass_above[lv] for lv in LEVELS])[:, None] * self._gravity
+        self._qp = _StaticOptimisation(len(spec.fascicles), len(spec.coordinates), self._caps)
 
     def solve(self, pose: Mapping[str, float], loads: Sequence[ExternalLoad] = (),
               velocities: Mapping[str, float] | None = None,
-              accelerations: Mapping[str, float] | None = None) -> StaticsResult:
+              accelerations: Mapping[str, float] | None = None, warm_start: bool = False) -> StaticsResult:
+        """One frame. `warm_start` starts from the previous frame's active set (trajectories)."""
         frame = self.engine.frame(pose, loads, velocities, accelerations)
         strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(frame.lengths) / self._lopt)
-        activations, reserve = self._qp.solve(frame.moment_arms, strength, frame.net_moments)
+        activations, reserve = self._qp.solve(frame.moment_arms, strength, frame.net_moments, warm_start)
         forces = activations * strength
-        groups = {g: {side: float(w[side] @ activations) for side in SIDES} for g, w in self._groups.items()}
-        return StaticsResult(self.spec.fascicle_names, self.spec.coordinate_names, activations, forces,
+        means = self._group_matrix @ activations
+        groups = {g: {side: float(means[2 * k + j]) for j, side in enumerate(SIDES)} for k, g in enumerate(self._group_names)}
+        return StaticsResult(self._fascicle_names, self._coordinate_names, activations, forces,
                              frame.net_moments, reserve, self._level_loads(frame, forces), groups)
 
     def solve_many(self, poses: Sequence[Mapping[str, float]],
                    loads: Sequence[Sequence[ExternalLoad]] | None = None) -> list[StaticsResult]:
         """A trajectory: consecutive frames warm-start each other."""
         loads = loads if loads is not None else [()] * len(poses)
-        return [self.solve(p, ld) for p, ld in zip(poses, loads)]
+        return [self.solve(p, ld, warm_start=k > 0) for k, (p, ld) in enumerate(zip(poses, loads))]
 
     def _fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
         along = np.maximum(mtu_lengths - self._slack, 1e-6)  # rigid tendon, constant fibre height
         return np.sqrt(along**2 + self._height**2)
 
     def _level_loads(self, frame: Frame, forces: np.ndarray) -> dict[str, LevelLoad]:
-        out = {}
-        for level in LEVELS:
+        """Loads on the bodies above each level, balanced by the level's joint."""
+        direction = frame.points[self._cross_lower] - frame.points[self._cross_upper]  # pulls the upper part down
+        direction *= (forces[self._cross_fascicle] / np.sqrt(np.einsum("ij,ij->i", direction, direction)))[:, None]
+        total = self._weight_above + self._cross_sum @ direction  # (levels, 3)
+        for k, level in enumerate(LEVELS):
             above = self._above[level]
-            total = self._mass_above[level] * self._gravity
-            if frame.inertial is not None:
-                total = total + sum(frame.inertial[b] for b in above)
             for body, force in frame.external:
                 if body in above:
-                    total = total + force
-            fascicle, upper, lower = self._crossings[level]
-            direction = frame.points[lower] - frame.points[upper]  # pulls the upper part down
-            direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-            total = total + forces[fascicle] @ direction
-            local = frame.rotations[self._level_joint[level].child].T @ total  # upper vertebra's frame
-            out[level] = LevelLoad(compression_N=float(-local[1]), ap_shear_N=float(local[0]),
-                                   lat_shear_N=float(local[2]))
-        return out
+                    total[k] += force
+            if frame.inertial is not None:
+                total[k] += sum(frame.inertial[b] for b in above)
+        rotations = np.array([frame.rotations[b] for b in self._level_children])  # (levels, 3, 3)
+        local = np.einsum("kji,kj->ki", rotations, total)  # in each upper vertebra's frame
+        return {level: LevelLoad(compression_N=float(-local[k, 1]), ap_shear_N=float(local[k, 0]),
+                                 lat_shear_N=float(local[k, 2])) for k, level in enumerate(LEVELS)}
 
 
 class _StaticOptimisation:
-    """min sum(a^2) + w sum(r^2)  s.t.  A a + r = tau,  0 <= a <= cap   (OSQP, warm-started).
+    """min sum(a^2) + w sum(r^2)  s.t.  A a + r = tau,  0 <= a <= cap   (DAQP, dual active set).
 
-    A = R^T diag(strength): moment arms times each fascicle's available force. Its sparsity
-    is fixed by which levels each fascicle crosses, so OSQP is set up once and updated.
+    A = R^T diag(strength): moment arms times each fascicle's available force. An active-set
+    method gives the exact optimum of this small dense QP, and along a trajectory the previous
+    frame's active set (its dual solution) makes the next solve take a few iterations.
     """
 
-    def __init__(self, spec: ModelSpec, caps: np.ndarray):
-        n, m = len(spec.fascicles), len(spec.coordinates)
-        level_of = [c.name[:5].replace("_", "-") for c in spec.coordinates]
-        self.mask = np.array([[level_of[j] in f.levels for j in range(m)] for f in spec.fascicles])  # (n, m)
-        rows, cols = np.nonzero(self.mask.T)  # A is (m, n): coordinate x fascicle
-        self._rows, self._cols = rows, cols
-        pattern = sparse.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(m, n))
-        constraint = sparse.bmat([[pattern, sparse.identity(m)], [sparse.identity(n), None]], format="csc")
-        # Map our (row, col) entries into the csc data array of `constraint`, once.
-        constraint.sort_indices()
-        self._data_index = _csc_positions(constraint, rows, cols)
-        self._constraint = constraint
+    _INF = 1e30  # DAQP's "no bound"
+
+    def __init__(self, n: int, m: int, caps: np.ndarray):
         self._n, self._m = n, m
-        p = sparse.diags(np.r_[np.full(n, 2.0), np.full(m, 2.0 * RESERVE_WEIGHT)], format="csc")
-        self._lower = np.r_[np.zeros(m), np.zeros(n)]
-        self._upper = np.r_[np.zeros(m), caps]
-        self._solver = osqp.OSQP()
-        self._solver.setup(P=p, q=np.zeros(n + m), A=constraint, l=self._lower, u=self._upper,
-                           eps_abs=1e-7, eps_rel=1e-7, polishing=True, verbose=False, max_iter=20000,
-                           warm_starting=True)
+        self._cost = np.diag(np.r_[np.full(n, 2.0), np.full(m, 2.0 * RESERVE_WEIGHT)])
+        self._linear = np.zeros(n + m)
+        self._rows = np.zeros((m, n + m))
+        self._rows[:, n:] = np.eye(m)
+        # Simple bounds on [a, r] first, then the m equality rows (sense 5 = equality).
+        self._upper = np.r_[caps, np.full(m, self._INF), np.zeros(m)]
+        self._lower = np.r_[np.zeros(n), np.full(m, -self._INF), np.zeros(m)]
+        self._sense = np.r_[np.zeros(n + m), np.full(m, 5)].astype(ctypes.c_int)
+        self._dual = None
 
-    def solve(self, arms: np.ndarray, strength: np.ndarray, tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        data = self._constraint.data.copy()
-        data[self._data_index] = arms.T[self._rows, self._cols] * strength[self._cols]
-        lower, upper = self._lower.copy(), self._upper.copy()
-        lower[: self._m] = tau
-        upper[: self._m] = tau
-        self._solver.update(Ax=data, l=lower, u=upper)
-        result = self._solver.solve(raise_error=False)
-        x = result.x
-        if result.info.status_val != osqp.SolverStatus.OSQP_SOLVED or not np.all(np.isfinite(x)):
-            raise LumbarTwinError(f"static optimisation did not converge: {result.info.status}")
-        activations = np.clip(x[: self._n], 0.0, self._upper[self._m:])
-        return activations, x[self._n:]
-
-
-def _csc_positions(matrix: sparse.csc_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    out = np.empty(len(rows), dtype=int)
-    for k, (r, c) in enumerate(zip(rows, cols)):
-        start, stop = matrix.indptr[c], matrix.indptr[c + 1]
-        out[k] = start + int(np.searchsorted(matrix.indices[start:stop], r))
-    return out
+    def solve(self, arms: np.ndarray, strength: np.ndarray, tau: np.ndarray,
+              warm: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        n = self._n
+        self._rows[:, :n] = (arms * strength[:, None]).T
+        self._upper[-self._m:] = tau
+        self._lower[-self._m:] = tau
+        start = {"dual_start": self._dual} if warm and self._dual is not None else {}
+        x, _, flag, info = daqp.solve(self._cost, self._linear, self._rows, self._upper, self._lower,
+                                      self._sense, **start)
+        if flag < 1 and start:  # a stale active set: solve from scratch
+            x, _, flag, info = daqp.solve(self._cost, self._linear, self._rows, self._upper, self._lower,
+                                          self._sense)
+        if flag < 1:
+            raise LumbarTwinError(f"static optimisation failed (DAQP exit flag {flag})")
+        self._dual = info["lam"]
+        return np.clip(x[:n], 0.0, self._upper[:n]), x[n:n + self._m]
 
 
 def _crossing_segments(spec: ModelSpec, above: set[str]):
