@@ -1,0 +1,145 @@
+"""Per-frame cost of lumbar-twin's quasi-static path against OpenSim's own StaticOptimization.
+
+Times, on the sample twin, the whole frame (moment arms, inverse dynamics, static optimisation,
+intervertebral loads):
+  - single frames: independent random postures, each solved from scratch;
+  - a frame batch: a smooth exercise trajectory, each frame warm-started from the one before;
+and, in the same run, OpenSim's StaticOptimization (AnalyzeTool) on the exported model.osim
+(with reserve actuators, as OpenSim needs) over the same trajectory. Prints both per frame,
+the ratio, peak memory, and how far the two engines' activations differ.
+
+    python benchmarks/statics_speed.py [--frames 60]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import opensim as osim
+
+from lumbar_twin import DATA_DIR
+from twin.build import build_twin
+from twin.posture import posture
+from twin.statics import Statics
+
+RESERVE_OPTIMAL_FORCE_NM = 1.0  # OpenSim reserves: control x 1 N m, so reserves are expensive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=60, help="frames in the trajectory (>= 6)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the toolkit timings")
+    args = parser.parse_args()
+    osim.Logger.setLevelString("error")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        twin = build_twin(DATA_DIR / "sample" / "patient.json", tmp / "twin")
+        spec = twin.spec
+        times = np.linspace(0.0, 2.0, args.frames)
+        flexion_deg = 30.0 - 30.0 * np.cos(2 * math.pi * times / times[-1])  # 0 -> 60 -> 0 deg
+        trajectory = [posture(spec, math.radians(a)) for a in flexion_deg]
+        rng = np.random.default_rng(0)
+        randoms = [posture(spec, *np.radians([rng.uniform(-10, 60), rng.uniform(-15, 15), rng.uniform(-10, 10)]))
+                   for _ in range(args.frames)]
+
+        statics = Statics(spec)
+        statics.solve(randoms[0])
+        single = min(_timed(lambda: [statics.solve(p) for p in randoms]) for _ in range(args.repeats))
+        batch = min(_timed(lambda: statics.solve_many(trajectory)) for _ in range(args.repeats))
+        ours = statics.solve_many(trajectory)
+        rss_toolkit = _peak_rss_mb()
+
+        setup = _opensim_setup(tmp, twin.files["model.osim"], spec, times, trajectory)
+        start = time.perf_counter()
+        osim.AnalyzeTool(str(setup)).run()
+        opensim_total = time.perf_counter() - start
+        theirs = _read_storage(tmp / "results" / "lumbar_StaticOptimization_activation.sto", spec.fascicle_names)
+
+    n = args.frames
+    per_single, per_batch, per_opensim = single / n * 1e3, batch / n * 1e3, opensim_total / n * 1e3
+    ours_act = np.array([r.activations for r in ours])
+    diff = ours_act[: len(theirs)] - theirs
+    rms_rest = float(np.sqrt(np.mean(diff[0] ** 2))) if len(theirs) else float("nan")
+    rms_all = float(np.sqrt(np.mean(diff**2))) if len(theirs) else float("nan")
+    print(f"model: {len(spec.bodies)} bodies, {len(spec.coordinates)} coordinates, {len(spec.fascicles)} fascicles; "
+          f"{n} frames, lumbar flexion 0 -> 60 -> 0 deg")
+    print(f"lumbar-twin, single frames (cold, random postures): {per_single:8.3f} ms/frame")
+    print(f"lumbar-twin, frame batch (warm-started trajectory): {per_batch:8.3f} ms/frame")
+    print(f"OpenSim StaticOptimization (AnalyzeTool):           {per_opensim:8.3f} ms/frame")
+    print(f"ratio OpenSim / lumbar-twin: {per_opensim / per_single:.0f}x (single), {per_opensim / per_batch:.0f}x (batch)")
+    print(f"target < 0.5 ms/frame: single {'met' if per_single < 0.5 else 'NOT met'}, "
+          f"batch {'met' if per_batch < 0.5 else 'NOT met'}")
+    print(f"peak memory: {rss_toolkit:.0f} MB after the toolkit runs, {_peak_rss_mb():.0f} MB after OpenSim's "
+          f"(one process: OpenSim, MuJoCo and numpy loaded)")
+    print(f"activation RMS difference, lumbar-twin vs OpenSim SO: {rms_rest:.3f} upright at rest, "
+          f"{rms_all:.3f} over the movement (OpenSim's tool also counts the movement's inertia, "
+          f"force-velocity and passive fibre force; lumbar-twin is quasi-static)")
+
+
+def _timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory) -> Path:
+    """A model with reserves, a motion file and an AnalyzeTool setup written to XML."""
+    model = osim.Model(str(model_path))
+    for coord in spec.coordinates:
+        reserve = osim.CoordinateActuator(coord.name)
+        reserve.setName(f"reserve_{coord.name}")
+        reserve.setOptimalForce(RESERVE_OPTIMAL_FORCE_NM)
+        reserve.setMinControl(-1e4)
+        reserve.setMaxControl(1e4)
+        model.addForce(reserve)
+    model.finalizeConnections()
+    with_reserves = tmp / "model_reserves.osim"
+    model.printToXML(str(with_reserves))
+
+    motion = tmp / "trajectory.mot"
+    names = spec.coordinate_names
+    lines = ["trajectory", "version=1", f"nRows={len(times)}", f"nColumns={len(names) + 1}", "inDegrees=no",
+             "endheader", "\t".join(["time", *names])]
+    lines += ["\t".join([f"{t:.6f}", *(f"{pose[c]:.10f}" for c in names)]) for t, pose in zip(times, trajectory)]
+    motion.write_text("\n".join(lines) + "\n")
+
+    tool = osim.AnalyzeTool()
+    tool.setName("lumbar")
+    tool.setModelFilename(str(with_reserves))
+    tool.setCoordinatesFileName(str(motion))
+    tool.setLowpassCutoffFrequency(-1)
+    tool.setInitialTime(float(times[0]))
+    tool.setFinalTime(float(times[-1]))
+    tool.setResultsDir(str(tmp / "results"))
+    analysis = osim.StaticOptimization()
+    analysis.setStartTime(float(times[0]))
+    analysis.setEndTime(float(times[-1]))
+    analysis.setUseModelForceSet(True)
+    analysis.setActivationExponent(2)
+    tool.getAnalysisSet().cloneAndAppend(analysis)
+    setup = tmp / "setup_so.xml"
+    tool.printToXML(str(setup))
+    return setup
+
+
+def _read_storage(path: Path, names) -> np.ndarray:
+    if not path.exists():
+        return np.empty((0, len(names)))
+    table = osim.TimeSeriesTable(str(path))
+    labels = list(table.getColumnLabels())
+    columns = [table.getDependentColumn(name).to_numpy() for name in names if name in labels]
+    return np.array(columns).T
+
+
+if __name__ == "__main__":
+    main()
