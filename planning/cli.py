@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--force", action="append", default=[], metavar="SPEC", type=_force,
                      help="external force: contact=thorax_pad,fx=N,fy=N,fz=N[,mx=,my=,mz=][,frame=ground|body]"
                           " (repeatable; ground frame by default)")
+    sim.add_argument("--criterion", choices=("squared", "cubed"), default="squared",
+                     help="static optimisation cost: sum of squared (default, fast) or cubed activations")
     sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sim.set_defaults(run=_run_simulate)
     return parser
@@ -111,9 +113,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
     import json
 
     from twin.simulate import load_twin, simulate
+    from twin.statics import Statics
 
     twin = load_twin(args.twin)
-    result = simulate(twin, args.flexion, args.lateral, args.rotation, args.hand_load_kg, args.force)
+    statics = Statics(twin.spec, twin.activation_caps, exponent=3 if args.criterion == "cubed" else 2)
+    result = simulate(twin, args.flexion, args.lateral, args.rotation, args.hand_load_kg, args.force, statics)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -126,7 +130,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     for group, sides in result.groups.items():
         print(f"{group:20s} {sides['left']:6.3f} {sides['right']:6.3f}")
     share = result.reserve_share
-    print(f"\nreserve actuators carry at most {share:.1%} of a net moment"
+    worst = result.coordinate_names[int(result.reserve_shares.argmax())]
+    print(f"\nreserve actuators carry at most {share:.1%} of a net moment ({worst})"
           + ("  ** FLAGGED: the muscles cannot hold this posture and load **" if result.flagged else ""))
     return 0
 

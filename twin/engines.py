@@ -125,7 +125,8 @@ class MujocoEngine:
         out, acc = {}, np.zeros(6)
         for name, bid in self._bodies.items():
             mujoco.mj_objectAcceleration(self.model, self.data, mujoco.mjtObj.mjOBJ_BODY, bid, acc, 0)
-            out[name] = -self.model.body_mass[bid] * acc[3:]
+            # MuJoCo's accelerations carry the gravity offset (like an accelerometer): remove it.
+            out[name] = -self.model.body_mass[bid] * (acc[3:] + self.model.opt.gravity)
         return out
 
 
@@ -166,14 +167,15 @@ class OpenSimEngine:
     def frame(self, pose: Mapping[str, float], loads: Sequence[ExternalLoad] = (),
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None) -> Frame:
-        if velocities or accelerations:
-            raise LumbarTwinError("the OpenSim engine answers quasi-static frames only; use MuJoCo for inertia")
+        velocities, accelerations = dict(velocities or {}), dict(accelerations or {})
         arms = self.moment_arms(pose)
         lengths = np.array([m.getLength(self.state) for m in self._muscles])
-        self.model.realizeVelocity(self.state)
-        solver = osim.InverseDynamicsSolver(self.model)
         udot = osim.Vector(self.state.getNU(), 0.0)
-        residual = solver.solve(self.state, udot)
+        for k, coord in enumerate(self._coords):
+            coord.setSpeedValue(self.state, float(velocities.get(coord.getName(), 0.0)))
+            udot.set(int(self._u_index[k]), float(accelerations.get(coord.getName(), 0.0)))
+        self.model.realizeVelocity(self.state)
+        residual = osim.InverseDynamicsSolver(self.model).solve(self.state, udot)
         net = np.array([residual.get(int(k)) for k in self._u_index])
         rotations = {name: self._rotation(body) for name, body in self._bodies.items()}
         external = []
@@ -182,9 +184,10 @@ class OpenSimEngine:
             force, moment = load_in_ground(load, rotations[contact.body])
             net -= self._generalised_force(pose, contact, force, moment)
             external.append((contact.body, force))
+        inertial = self._inertial(pose, velocities, accelerations) if (velocities or accelerations) else None
         self.set_pose(pose)
         points = np.array([_vec(p.getLocationInGround(self.state)) for p in self._path_points])
-        return Frame(lengths, arms, net, points, rotations, external)
+        return Frame(lengths, arms, net, points, rotations, external, inertial)
 
     # -- helpers ----------------------------------------------------------------------------
     def _rotation(self, body) -> np.ndarray:
@@ -211,6 +214,19 @@ class OpenSimEngine:
             out[j] = dp @ force + omega @ moment
         self.set_pose(pose)
         return out
+
+    def _inertial(self, pose, velocities, accelerations, step_s: float = 1e-3) -> dict[str, np.ndarray]:
+        """-m a of each body's centre of mass, a = d^2/dt^2 of its position along
+        q(t) = q + v t + a t^2 / 2 (central differences of OpenSim's kinematics)."""
+        names = [c.getName() for c in self._coords]
+        positions = []
+        for t in (-step_s, 0.0, step_s):
+            self.set_pose({n: pose.get(n, 0.0) + velocities.get(n, 0.0) * t + 0.5 * accelerations.get(n, 0.0) * t * t
+                           for n in names})
+            positions.append({b.name: _vec(self._bodies[b.name].findStationLocationInGround(
+                self.state, osim.Vec3(*b.com_m))) for b in self.spec.bodies})
+        return {b.name: -b.mass_kg * (positions[2][b.name] - 2 * positions[1][b.name] + positions[0][b.name])
+                / step_s**2 for b in self.spec.bodies}
 
     def _mobility_order(self) -> np.ndarray:
         """Index in the system's mobilities (U) of each spec coordinate."""

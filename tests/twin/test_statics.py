@@ -153,3 +153,25 @@ def test_l4l5_compression_against_wilke_1999(template, statics):
 def test_compression_rises_with_flexion(template, statics):
     values = [l4l5(statics, template, angle) for angle in range(0, 61, 10)]
     assert all(b > a for a, b in zip(values, values[1:]))
+
+
+def test_cubed_criterion_balances_moments_and_spreads_the_load(template):
+    pose = posture(template, math.radians(40))
+    squared, cubed = Statics(template).solve(pose), Statics(template, exponent=3).solve(pose)
+    arms = Statics(template).engine.moment_arms(pose)
+    np.testing.assert_allclose(arms.T @ cubed.forces_N + cubed.reserve_Nm, cubed.net_moments_Nm, atol=1e-6)
+    assert cubed.activations.max() < squared.activations.max()  # Crowninshield & Brand 1981
+    assert np.sum(cubed.activations**3) <= np.sum(squared.activations**3) + 1e-9
+
+
+def test_reserve_shares_are_reported_per_coordinate(template, statics):
+    doc = statics.solve(posture(template, math.radians(20))).to_dict()
+    assert set(doc["reserve_shares"]) == set(template.coordinate_names)
+    assert doc["reserve_share"] == max(doc["reserve_shares"].values())
+
+
+def test_a_posture_the_muscles_cannot_hold_is_flagged(template):
+    """Caps every group at 2 % activation: reserves must carry the moment, and say so."""
+    weak = Statics(template, activation_caps={g: 0.02 for g in {f.group for f in template.fascicles}})
+    result = weak.solve(posture(template, math.radians(45)), [hand_load(10.0)])
+    assert result.flagged and result.reserve_share > 0.05
