@@ -38,13 +38,18 @@ class Morphometry:
     subject: str
     muscles: tuple[MuscleMeasure, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Whole-muscle volume over the imaged levels, per "muscle_side" (optional).
+    volumes_mm3: dict[str, float] = field(default_factory=dict)
 
     def get(self, muscle: str, side: str, level: str) -> MuscleMeasure | None:
         return next((m for m in self.muscles if (m.muscle, m.side, m.level) == (muscle, side, level)), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "subject": self.subject,
-                "muscles": [asdict(m) for m in self.muscles], "provenance": dict(self.provenance)}
+        out = {"schema": SCHEMA, "subject": self.subject,
+               "muscles": [asdict(m) for m in self.muscles], "provenance": dict(self.provenance)}
+        if self.volumes_mm3:
+            out["volumes_mm3"] = dict(self.volumes_mm3)
+        return out
 
 
 def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morphometry:
@@ -57,6 +62,7 @@ def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morpho
         subject=model.subject,
         muscles=tuple(MuscleMeasure(**m.model_dump()) for m in model.muscles),
         provenance=model.provenance,
+        volumes_mm3=dict(model.volumes_mm3),
     )
 
 
@@ -145,6 +151,7 @@ class _MorphometryFile(BaseModel):
     subject: str
     muscles: list[_Measure]
     provenance: dict[str, Any] = {}
+    volumes_mm3: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _unique(self) -> "_MorphometryFile":

@@ -1,0 +1,117 @@
+"""Reading images: NIfTI with nibabel, DICOM series with SimpleITK, one canonical orientation.
+
+Every image is reoriented once, on load, to the closest canonical (RAS+) axes: array axis 0
+runs to the patient's right, 1 anteriorly, 2 superiorly (axial slices along axis 2). The affine
+keeps the physical geometry in mm, oblique stacks included. Nothing from a DICOM header but the
+geometry is read: patient identity never enters the toolkit.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from lumbar_twin.errors import InputError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True)
+class Image:
+    """Voxel data in canonical (RAS+) orientation, its affine (voxel -> mm) and where it came from."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    source: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+    def to_nifti(self) -> nib.Nifti1Image:
+        return nib.Nifti1Image(self.data, self.affine)
+
+    def content_hash(self) -> str:
+        """A pseudonym derived from the pixels alone (never from headers)."""
+        return hashlib.sha256(np.ascontiguousarray(self.data, dtype=np.float32).tobytes()).hexdigest()[:12]
+
+
+def load_image(path: str | Path, what: str = "image") -> Image:
+    """Read a NIfTI file or a DICOM series folder as a canonical 3-D image, checked."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if path.is_dir():
+        img = _read_dicom_series(path)
+    elif path.name.lower().endswith(NIFTI_SUFFIXES):
+        img = _read_nifti(path)
+    else:
+        raise InputError(path, f"unsupported {what} format: expected .nii, .nii.gz or a DICOM folder")
+    return _checked(img, path, what)
+
+
+def same_grid(a: Image, b: Image, tolerance_mm: float = 1e-3) -> bool:
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=tolerance_mm)
+
+
+def save_labels(labels: np.ndarray, like: nib.Nifti1Image | Image, path: str | Path) -> None:
+    """Write an integer label map on the grid of `like`."""
+    affine = like.affine
+    image = nib.Nifti1Image(labels.astype(np.uint8), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(path))
+
+
+def _read_nifti(path: Path) -> nib.Nifti1Image:
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)  # forces a full read: truncation shows here
+    except Exception as exc:  # nibabel, gzip and zlib raise many types for broken files
+        raise InputError(path, f"cannot read as NIfTI (corrupt or truncated?): {exc.__class__.__name__}") from None
+    return nib.Nifti1Image(data, img.affine)
+
+
+def _read_dicom_series(folder: Path) -> nib.Nifti1Image:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(folder, "no DICOM series in this folder")
+    # The series with the most slices; several series in one folder is common (localisers).
+    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOff()  # geometry only: no patient metadata is kept
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(folder, f"cannot read the DICOM series: {str(exc).splitlines()[0]}") from None
+    data = np.transpose(sitk.GetArrayFromImage(image).astype(np.float32), (2, 1, 0))  # (x, y, z)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.array(image.GetSpacing())
+    lps[:3, 3] = image.GetOrigin()
+    return nib.Nifti1Image(data, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps)  # LPS -> RAS
+
+
+def _checked(img: nib.Nifti1Image, path: Path, what: str) -> Image:
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+        img = nib.Nifti1Image(data, img.affine)
+    if data.ndim != 3 or min(data.shape) < 2:
+        raise InputError(path, f"{what} must be a 3-D volume, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise InputError(path, f"{what} contains {int(np.sum(~np.isfinite(data)))} NaN or infinite voxels")
+    if abs(np.linalg.det(img.affine[:3, :3])) < 1e-9:
+        raise InputError(path, f"{what} has a degenerate affine (zero voxel size)")
+    canonical = nib.as_closest_canonical(img)
+    return Image(np.asarray(canonical.dataobj, dtype=np.float32), canonical.affine.copy(), str(path))
