@@ -61,6 +61,9 @@ class Anatomy:
     diffuse_fat: dict[tuple[str, str], float]
     patches: list[tuple[str, str, np.ndarray, float, float]]  # muscle, side, centre, radius, ff
     marrow_fat: float
+    #: Body outline centre relative to the spine (mm, anterior), set so that the paraspinal
+    #: muscles lie inside the body under their subcutaneous fat.
+    body_centre_mm: float = 45.0
     disc_z: np.ndarray = field(default=None)  # disc centre planes L1-L2..L5-S1
     body_z: dict[str, tuple[float, float]] = field(default=None)  # vertebra -> (bottom, top)
 
@@ -103,11 +106,20 @@ def random_anatomy(seed: int, variant: str | None = None) -> Anatomy:
             for _ in range(int(rng.integers(0, 5))):
                 patches.append((muscle, side, rng.uniform([-1, -1, -30], [1, 1, 180]), rng.uniform(3, 7),
                                 rng.uniform(0.5, 0.9)))
+    spine_scale = rng.uniform(0.92, 1.08) * (size ** 0.3)
+    body_ry = rng.uniform(105, 125) * size
+    subcutaneous = rng.uniform(8, 28) * size
+    # Deepest paraspinal point behind the spine: canal, lamina, then the thickest of the
+    # erector spinae or multifidus outlines (see _muscle_shapes), plus a margin.
+    depth = max(np.sqrt(csa[k].max() * aspect[k] / np.pi) * (1.85 if k[0] == "erector_spinae" else 2.0)
+                for k in csa if k[0] in ("erector_spinae", "multifidus"))
+    posterior = 35 * spine_scale + depth + 8
     return Anatomy(
-        seed=seed, spine_scale=rng.uniform(0.92, 1.08) * (size ** 0.3), body_rx=rng.uniform(140, 165) * size,
-        body_ry=rng.uniform(105, 125) * size, subcutaneous_mm=rng.uniform(8, 28) * size,
+        seed=seed, spine_scale=spine_scale, body_rx=rng.uniform(140, 165) * size,
+        body_ry=body_ry, subcutaneous_mm=subcutaneous,
         lordosis_mm=rng.uniform(4, 18), csa=csa, aspect=aspect, jitter=jitter, wobble=wobble,
         diffuse_fat=fat, patches=patches, marrow_fat=rng.uniform(0.35, 0.6),
+        body_centre_mm=body_ry - posterior - subcutaneous,
     )
 
 
@@ -183,11 +195,12 @@ def evaluate(anatomy: Anatomy, points: np.ndarray):
     pd = np.zeros(n)
     ff = np.zeros(n)
 
-    body_cy = yc + 45
+    body_cy = yc + anatomy.body_centre_mm
     inside = np.hypot(x / anatomy.body_rx, (y - body_cy) / anatomy.body_ry) < 1
     pd[inside], ff[inside] = 1.0, 0.95  # fat everywhere inside; other tissues replace it
-    viscera = inside & (np.hypot(x / (anatomy.body_rx - anatomy.subcutaneous_mm - 45),
-                                 (y - body_cy - 35) / (anatomy.body_ry - anatomy.subcutaneous_mm - 40)) < 1)
+    wall = anatomy.subcutaneous_mm + 12  # subcutaneous fat and the abdominal wall
+    viscera = inside & (y > yc + 12 * anatomy.spine_scale) & \
+        (np.hypot(x / (anatomy.body_rx - wall), (y - body_cy) / (anatomy.body_ry - wall)) < 1)
     pd[viscera], ff[viscera] = 0.7, 0.15
     # Spine and muscles only near the spine: the expensive part, on a subset of the points.
     near = np.nonzero(inside & (np.abs(x) < 140 * s) & (y > yc - 120 * s) & (y < yc + 70 * s))[0]
@@ -221,7 +234,7 @@ def _spine_and_muscles(anatomy: Anatomy, x, y, z, yc, viscera):
     with np.errstate(invalid="ignore"):
         fascia = in_muscle & (second < 1 + 2 * FASCIA_MM / min_radius) & ((second - best) * min_radius < FASCIA_MM)
     muscle = in_muscle & ~fascia
-    retro = viscera & (best < 1 + 6.0 / min_radius)  # retroperitoneal fat around the muscles
+    retro = viscera & (best < 1 + 10.0 / min_radius)  # retroperitoneal fat around the muscles
     pd[retro | fascia], ff[retro | fascia] = 1.0, 0.95
     values = np.array([MUSCLE_LABELS[k] for k in keys], np.uint8)
     label[muscle] = values[winner[muscle]]
@@ -293,7 +306,7 @@ def make_phantom(seed: int = 0, noise: float = 0.04, orientation: tuple[str, str
     anatomy = random_anatomy(seed, variant)
     orientation = orientation or ORIENTATIONS[seed % len(ORIENTATIONS)]
     z_lo, z_hi = anatomy.body_z["S1"][0] + 5, anatomy.body_z["L1"][1] + 20
-    extent = np.array([2 * anatomy.body_rx + 40, 2 * anatomy.body_ry + 60, z_hi - z_lo])
+    extent = np.array([2 * anatomy.body_rx + 40, 2 * anatomy.body_ry + 50, z_hi - z_lo])
     if shape is None:
         shape = tuple(int(math.ceil(e / s)) for e, s in zip(extent, spacing_mm))
     else:
@@ -302,7 +315,7 @@ def make_phantom(seed: int = 0, noise: float = 0.04, orientation: tuple[str, str
     # the body, then a small obliquity and offset as a scanner would record them.
     tilt = np.radians(rng.uniform(-6, 6, 3)) * np.array([1, 1, 2])
     rotation = _rotation(*tilt)
-    centre = np.array([0.0, 45.0, 0.5 * (z_lo + z_hi)])
+    centre = np.array([0.0, anatomy.body_centre_mm, 0.5 * (z_lo + z_hi)])
     offset = rng.uniform(-40, 40, 3)
     ras = np.eye(4)
     ras[:3, :3] = rotation @ np.diag(spacing_mm)
