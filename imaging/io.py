@@ -26,6 +26,9 @@ class Image:
     data: np.ndarray
     affine: np.ndarray
     source: str
+    #: The grid the file was stored on (shape, affine), to write results back onto it.
+    stored_shape: tuple[int, int, int] = ()
+    stored_affine: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -61,12 +64,15 @@ def same_grid(a: Image, b: Image, tolerance_mm: float = 1e-3) -> bool:
     return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=tolerance_mm)
 
 
-def save_labels(labels: np.ndarray, like: nib.Nifti1Image | Image, path: str | Path) -> None:
-    """Write an integer label map on the grid of `like`."""
-    affine = like.affine
-    image = nib.Nifti1Image(labels.astype(np.uint8), affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
+def save_on_input_grid(labels: np.ndarray, like: Image, path: str | Path) -> None:
+    """Write a canonical-orientation label map back on the grid and affine `like` was stored on."""
+    canonical = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    stored = nib.orientations.io_orientation(like.stored_affine)
+    back = nib.orientations.apply_orientation(labels.astype(np.uint8),
+                                              nib.orientations.ornt_transform(canonical, stored))
+    image = nib.Nifti1Image(np.ascontiguousarray(back), like.stored_affine)
+    image.set_qform(like.stored_affine, code=1)
+    image.set_sform(like.stored_affine, code=1)
     nib.save(image, str(path))
 
 
@@ -114,4 +120,5 @@ def _checked(img: nib.Nifti1Image, path: Path, what: str) -> Image:
     if abs(np.linalg.det(img.affine[:3, :3])) < 1e-9:
         raise InputError(path, f"{what} has a degenerate affine (zero voxel size)")
     canonical = nib.as_closest_canonical(img)
-    return Image(np.asarray(canonical.dataobj, dtype=np.float32), canonical.affine.copy(), str(path))
+    return Image(np.asarray(canonical.dataobj, dtype=np.float32), canonical.affine.copy(), str(path),
+                 tuple(data.shape), img.affine.copy())

@@ -38,12 +38,14 @@ def vertebra_convention(name_or_path: str | None) -> dict[str, int]:
 def muscle_label_map(path: str | Path) -> dict[int, int]:
     """A name/value mapping file for an external label map -> {external value: toolkit value}.
 
-    The file is JSON: {"psoas_left": 5, "psoas_right": 6, ...} with names muscle_side.
-    Names not listed are ignored; several external values may map to one muscle.
+    The file is JSON: {"psoas_left": 5, "psoas_right": [6, 7], ..., "ignore": [1, 2, 3]} with
+    names muscle_side; "ignore" lists values of other structures (they become background).
     """
     mapping = _read_mapping(Path(path))
     names = {name: value for value, name in LABEL_NAMES.items()}
     out = {}
+    for value in mapping.pop("ignore", []):
+        out[int(value)] = 0
     for name, value in mapping.items():
         if name not in names:
             raise InputError(path, f"unknown muscle label name {name!r}; expected e.g. 'multifidus_left'",

@@ -339,6 +339,7 @@ def make_phantom(seed: int = 0, noise: float = 0.04, orientation: tuple[str, str
 def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
     """water.nii.gz, fat.nii.gz, vertebrae.nii.gz, labels_truth.nii.gz, truth.json."""
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, array, dtype in (("water", phantom.water, np.float32), ("fat", phantom.fat, np.float32),
                                ("vertebrae", phantom.vertebrae, np.uint8), ("labels_truth", phantom.labels, np.uint8)):

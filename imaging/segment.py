@@ -194,21 +194,18 @@ def _partial_volume_borders(labels, ff, soft, fat_level: float, rings: int = 1) 
     fat fraction is below the midpoint between the muscle's own (median) and the fat's.
     """
     out = labels.copy()
-    for k in range(labels.shape[2]):
-        section = out[:, :, k]
-        for value in np.unique(section):
-            if value == 0:
-                continue
-            mask = section == value
-            core = ndimage.binary_erosion(mask)
-            own = float(np.median(ff[:, :, k][core if core.sum() >= 5 else mask]))
-            cutoff = 0.5 * (own + fat_level)
-            for _ in range(rings):
-                ring = ndimage.binary_dilation(mask) & ~mask & (section == 0) & soft[:, :, k] & (ff[:, :, k] < cutoff)
-                if not ring.any():
-                    break
-                section[ring] = value
-                mask |= ring
+    for k, value, box in _label_boxes(out, margin=rings + 1):
+        section = out[box + (k,)]
+        mask = section == value
+        core = ndimage.binary_erosion(mask)
+        local_ff = ff[box + (k,)]
+        cutoff = 0.5 * (float(np.median(local_ff[core if core.sum() >= 5 else mask])) + fat_level)
+        for _ in range(rings):
+            ring = ndimage.binary_dilation(mask) & ~mask & (section == 0) & soft[box + (k,)] & (local_ff < cutoff)
+            if not ring.any():
+                break
+            section[ring] = value
+            mask |= ring
     return out
 
 
@@ -221,13 +218,23 @@ def _close_outlines(labels, ff, spine, body, spacing_mm) -> np.ndarray:
     yy, xx = np.ogrid[-rx:rx + 1, -ry:ry + 1]
     disk = (yy / rx) ** 2 + (xx / ry) ** 2 <= 1
     out = labels.copy()
-    for k in range(labels.shape[2]):
-        section = labels[:, :, k]
-        for value in np.unique(section):
-            if value == 0:
-                continue
-            mask = section == value
-            closed = ndimage.binary_fill_holes(ndimage.binary_closing(mask, structure=disk))
-            grab = closed & (out[:, :, k] == 0) & ~spine[:, :, k] & body[:, :, k] & (ff[:, :, k] >= LEAN_FAT_FRACTION)
-            out[:, :, k][grab] = value
+    for k, value, box in _label_boxes(labels, margin=max(rx, ry) + 1):
+        mask = labels[box + (k,)] == value
+        closed = ndimage.binary_fill_holes(ndimage.binary_closing(mask, structure=disk))
+        target = out[box + (k,)]
+        grab = closed & (target == 0) & ~spine[box + (k,)] & body[box + (k,)] & \
+            (ff[box + (k,)] >= LEAN_FAT_FRACTION)
+        target[grab] = value
     return out
+
+
+def _label_boxes(labels, margin: int):
+    """(slice index, label, in-plane box padded by `margin`) for every label on every slice:
+    morphology on a muscle's own neighbourhood instead of the whole slice."""
+    nx, ny, _ = labels.shape
+    for k in range(labels.shape[2]):
+        for index, found in enumerate(ndimage.find_objects(labels[:, :, k])):
+            if found is None:
+                continue
+            box = tuple(slice(max(0, f.start - margin), min(n, f.stop + margin)) for f, n in zip(found, (nx, ny)))
+            yield k, index + 1, box

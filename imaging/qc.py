@@ -1,0 +1,69 @@
+"""The QC picture: labels over an axial slice at each disc level, and CSA and fat fraction
+per muscle as bars, so a reader checks the segmentation by eye."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+
+from imaging.labels import LABEL_NAMES, MUSCLE_LABELS  # noqa: E402
+from imaging.levels import Levels  # noqa: E402
+from imaging.morphometry import MUSCLES, Morphometry  # noqa: E402
+
+# One hue per muscle (left lighter, right darker), colour-blind safe (Dark2-like).
+_HUES = {"psoas": (0.85, 0.37, 0.01), "quadratus_lumborum": (0.46, 0.44, 0.70),
+         "erector_spinae": (0.11, 0.62, 0.47), "multifidus": (0.91, 0.16, 0.54)}
+
+
+def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: Morphometry,
+            spacing_mm, path: str | Path, title: str = "") -> None:
+    found = levels.found
+    fig = plt.figure(figsize=(3.2 * max(len(found), 3), 7.5))
+    grid = fig.add_gridspec(2, max(len(found), 3), height_ratios=[1.25, 1])
+    colours = [(0, 0, 0, 0)] + [(*_shade(LABEL_NAMES[v]), 0.55) for v in range(1, 9)]
+    cmap = ListedColormap(colours)
+    sx, sy, _ = spacing_mm
+    for i, level in enumerate(found):
+        k = int(round(levels.disc_slice[level]))
+        k = min(max(k, 0), water.shape[2] - 1)
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(water[:, :, k].T, origin="lower", cmap="gray", aspect=sy / sx)
+        ax.imshow(labels[:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=8, aspect=sy / sx,
+                  interpolation="nearest")
+        ax.set_title(f"{level} (slice {k})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("patient right \u2192", fontsize=7)
+    x = np.arange(len(found))
+    width = 0.1
+    for j, (metric, unit) in enumerate((("csa_mm2", "CSA [mm\u00b2]"), ("fat_fraction", "fat fraction [%]"))):
+        ax = fig.add_subplot(grid[1, :2] if j == 0 else grid[1, 2:])
+        for n, ((muscle, side), _value) in enumerate(MUSCLE_LABELS.items()):
+            heights = []
+            for level in found:
+                row = morphometry.get(muscle, side, level)
+                value = getattr(row, metric) if row else 0.0
+                heights.append(value * (100 if metric == "fat_fraction" else 1))
+            ax.bar(x + (n - 3.5) * width, heights, width, color=_shade(f"{muscle}_{side}"),
+                   label=f"{muscle.replace('_', ' ')} {side[0].upper()}")
+        ax.set_xticks(x, found)
+        ax.set_ylabel(unit)
+        ax.grid(axis="y", alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=7, ncol=4, loc="upper left")
+    missing = f"; missing levels: {', '.join(levels.missing)}" if levels.missing else ""
+    fig.suptitle((title or "segmentation QC") + missing, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _shade(name: str):
+    muscle = next(m for m in MUSCLES if name.startswith(m))
+    base = np.array(_HUES[muscle])
+    return tuple(base + (1 - base) * 0.45) if name.endswith("left") else tuple(base * 0.8)

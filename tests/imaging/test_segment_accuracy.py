@@ -1,0 +1,77 @@
+"""Built-in segmentation against phantoms whose truth is known (issue 4, item 7).
+
+Ten subjects (noise 2-6 %, default anatomy and slim, large and one-sided-atrophy variants),
+each in its own storage orientation. The figures are printed; the floors asserted are what the
+segmenter reaches today (docs/imaging.md compares them with the targets)."""
+import nibabel as nib
+import numpy as np
+import pytest
+
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
+from imaging.levels import levels_from_vertebrae
+from imaging.phantom import _reorient
+from imaging.quantify import quantify
+from imaging.segment import segment
+from tests.imaging.test_quantify import MIN_FAT_AREA_MM2, csa_error
+
+
+def canonical(affine, array):
+    img = nib.as_closest_canonical(nib.Nifti1Image(array, affine))
+    return np.asarray(img.dataobj), img.affine
+
+
+def evaluate(ph):
+    water, affine = canonical(ph.affine, ph.water)
+    fat, _ = canonical(ph.affine, ph.fat)
+    truth_labels, _ = canonical(ph.affine, ph.labels)
+    vertebrae, _ = canonical(ph.affine, ph.vertebrae)
+    spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
+    labels = segment(water, fat, vertebrae, DEFAULT_VERTEBRA_LABELS, spacing)
+    levels = levels_from_vertebrae(vertebrae, DEFAULT_VERTEBRA_LABELS)
+    lo, hi = int(min(levels.disc_slice.values())), int(max(levels.disc_slice.values())) + 1
+    dice = {}
+    for key, value in MUSCLE_LABELS.items():
+        a, b = labels[:, :, lo:hi + 1] == value, truth_labels[:, :, lo:hi + 1] == value
+        dice[key] = 2 * (a & b).sum() / (a.sum() + b.sum())
+    measured = quantify(labels, water, fat, affine, levels, "s")
+    rows = []
+    for truth in ph.truth.muscles:
+        got = measured.get(truth.muscle, truth.side, truth.level)
+        rows.append((csa_error(got.csa_mm2, truth.csa_mm2),
+                     abs(got.fat_fraction - truth.fat_fraction) if truth.csa_mm2 >= MIN_FAT_AREA_MM2 else 0.0))
+    return levels, dice, rows, measured
+
+
+@pytest.mark.slow
+def test_segmentation_accuracy_on_phantoms(accuracy_phantoms):
+    all_dice, all_rows = [], []
+    for ph in accuracy_phantoms:
+        levels, dice, rows, _ = evaluate(ph)
+        assert levels.found == ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")  # every level found
+        all_dice += list(dice.values())
+        all_rows += rows
+        print(f"\nseed {ph.anatomy.seed} noise {ph.noise:.2f} {''.join(ph.orientation)}: min Dice "
+              f"{min(dice.values()):.3f} ({min(dice, key=dice.get)}), CSA within allowance "
+              f"{np.mean([r[0] <= 1 for r in rows]):.0%}, fat fraction within 0.02 {np.mean([r[1] <= 0.02 for r in rows]):.0%}")
+    dice = np.array(all_dice)
+    csa_ok = np.mean([r[0] <= 1.0 for r in all_rows])
+    ff_ok = np.mean([r[1] <= 0.02 for r in all_rows])
+    print(f"\nall: Dice median {np.median(dice):.3f}, min {dice.min():.3f}, >= 0.90 in {np.mean(dice >= 0.9):.0%}; "
+          f"CSA within 5 % (or 35 mm^2) in {csa_ok:.0%}; fat fraction within 0.02 in {ff_ok:.0%}")
+    assert np.median(dice) >= 0.95
+    assert np.mean(dice >= 0.90) >= 0.95
+    assert dice.min() >= 0.80
+    assert csa_ok >= 0.85
+    assert ff_ok >= 0.85
+
+
+def test_storage_orientation_does_not_change_the_answer(phantom):
+    stored = {"water": phantom.water, "fat": phantom.fat, "vertebrae": phantom.vertebrae, "labels": phantom.labels}
+    ras = nib.as_closest_canonical(nib.Nifti1Image(phantom.water, phantom.affine))
+    answers = []
+    for codes in (("R", "A", "S"), ("P", "I", "L"), ("L", "P", "S")):
+        arrays, affine = _reorient({k: canonical(phantom.affine, v)[0] for k, v in stored.items()}, ras.affine, codes)
+        ph = type(phantom)(arrays["water"], arrays["fat"], arrays["vertebrae"], arrays["labels"], affine,
+                           phantom.truth, phantom.anatomy, phantom.noise, codes)
+        answers.append(evaluate(ph)[3])
+    assert answers[0].muscles == answers[1].muscles == answers[2].muscles
