@@ -6,11 +6,11 @@ bodies L1..L5 = 1..5, S1 = 6.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from imaging.morphometry import MUSCLES, SIDES
 from lumbar_twin.errors import InputError
+from lumbar_twin.fileio import read_json
 
 #: (muscle, side) -> label value, and back.
 MUSCLE_LABELS = {(m, s): 1 + 2 * i + j for i, m in enumerate(MUSCLES) for j, s in enumerate(SIDES)}
@@ -56,12 +56,7 @@ def muscle_label_map(path: str | Path) -> dict[int, int]:
 
 
 def _read_mapping(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "mapping file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(path, "mapping file is not valid JSON") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, (int, list)) for v in data.values()):
         raise InputError(path, "expected an object of name: integer label value")
     return data

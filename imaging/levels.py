@@ -20,8 +20,6 @@ class Levels:
     """Disc positions (slice index, may be fractional) of the levels found, and the rest missing."""
 
     disc_slice: dict[str, float]
-    #: For each vertebra found, its centre in voxel coordinates (for spine landmarks).
-    vertebra_centre: dict[str, tuple[float, float, float]]
     source: str
 
     @property
@@ -40,18 +38,8 @@ def levels_from_vertebrae(vertebrae: np.ndarray, convention: dict[str, int], sou
     if not present & known:
         raise InputError(source, f"no vertebra of the convention {convention} in the label map "
                                  f"(values present: {sorted(present)[:10]})")
-    extents, centres = {}, {}
-    for name in VERTEBRAE:
-        value = convention.get(name)
-        if value is None:
-            continue
-        mask = vertebrae == value
-        counts = mask.sum(axis=(0, 1))
-        if counts.sum() == 0:
-            continue
-        slices = np.nonzero(counts >= 0.3 * counts.max())[0]  # ignore specks from other levels
-        extents[name] = (float(slices.min()) - 0.5, float(slices.max()) + 0.5)
-        centres[name] = tuple(float(v) for v in np.argwhere(mask).mean(axis=0))
+    extents = {name: (float(slices.min()) - 0.5, float(slices.max()) + 0.5)
+               for name, _mask, slices in vertebra_slices(vertebrae, convention)}
     discs = {}
     for level, upper, lower in zip(LEVELS, VERTEBRAE[:5], VERTEBRAE[1:]):
         if upper in extents and lower in extents:
@@ -61,4 +49,18 @@ def levels_from_vertebrae(vertebrae: np.ndarray, convention: dict[str, int], sou
             discs[level] = 0.5 * (lower_top + upper_bottom)
     if not discs:
         raise InputError(source, "the vertebra labels hold no two adjacent lumbar vertebrae, so no disc level")
-    return Levels(discs, centres, source)
+    return Levels(discs, source)
+
+
+def vertebra_slices(vertebrae: np.ndarray, convention: dict[str, int]):
+    """(name, mask, slice indices) of each labelled vertebra, L1 first; slices holding under
+    30 % of the vertebra's largest section (specks, partial volume) are left out."""
+    for name in VERTEBRAE:
+        value = convention.get(name)
+        if value is None:
+            continue
+        mask = vertebrae == value
+        counts = mask.sum(axis=(0, 1))
+        if counts.max() == 0:
+            continue
+        yield name, mask, np.nonzero(counts >= 0.3 * counts.max())[0]

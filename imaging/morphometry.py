@@ -5,7 +5,6 @@ patient file accepts it. CSA in mm^2, fat fraction as a fraction 0..1.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lumbar_twin.errors import InputError
+from lumbar_twin.fileio import read_json
 
 SCHEMA = "lumbar-twin/morphometry@1"
 #: Muscles the imaging pipeline measures (canonical names, DESIGN.md).
@@ -68,22 +68,6 @@ def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morpho
 
 def load_morphometry(path: str | Path) -> Morphometry:
     return parse_morphometry(read_json(path), path)
-
-
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file, turning every expected fault into an InputError naming it."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(path, "is a folder, expected a JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise InputError(path, "not a text file") from None
 
 
 def validation_error(exc: ValidationError, source: str | Path, prefix: str = "") -> InputError:

@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from imaging.labels import MUSCLE_LABELS, VERTEBRAE
+from imaging.labels import MUSCLE_LABELS
+from imaging.levels import vertebra_slices
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
@@ -85,15 +86,7 @@ def _body(total: np.ndarray) -> np.ndarray:
 def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
     sx, sy, _ = spacing_mm
     out = {}
-    for name in VERTEBRAE:
-        value = convention.get(name)
-        if value is None:
-            continue
-        mask = vertebrae == value
-        counts = mask.sum(axis=(0, 1))
-        if counts.max() == 0:
-            continue
-        slices = np.nonzero(counts >= 0.3 * counts.max())[0]
+    for name, mask, slices in vertebra_slices(vertebrae, convention):
         mid = int(round(0.5 * (slices.min() + slices.max())))
         section = mask[:, :, mid] if mask[:, :, mid].any() else mask[:, :, slices[len(slices) // 2]]
         xs, ys = np.nonzero(section)

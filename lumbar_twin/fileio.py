@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from lumbar_twin.errors import InputError
+
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -62,3 +64,19 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
             os.replace(item, final / item.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file, turning every expected fault into an InputError naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a folder, expected a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not a text file") from None

@@ -12,8 +12,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from imaging.morphometry import Morphometry, parse_morphometry, read_json, validation_error
+from imaging.morphometry import Morphometry, parse_morphometry, validation_error
 from lumbar_twin.errors import InputError
+from lumbar_twin.fileio import read_json
 from twin.spec import GROUPS
 
 SCHEMA = "lumbar-twin/patient@1"

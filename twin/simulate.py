@@ -6,13 +6,13 @@
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lumbar_twin.errors import InputError
+from lumbar_twin.fileio import read_json
 from twin.posture import posture
 from twin.spec import ModelSpec
 from twin.statics import ExternalLoad, Statics, StaticsResult, hand_load
@@ -36,12 +36,9 @@ def load_twin(twin_dir: str | Path) -> LoadedTwin:
     path = twin_dir / "twin.json"
     if not twin_dir.is_dir():
         raise InputError(twin_dir, "twin folder not found (make one with `lumbar-twin build`)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, "not found: is this a twin folder made by `lumbar-twin build`?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(path, "not valid JSON") from None
+    if not path.is_file():
+        raise InputError(path, "not found: is this a twin folder made by `lumbar-twin build`?")
+    doc = read_json(path)
     if doc.get("schema") != "lumbar-twin/twin@1":
         raise InputError(path, f"unknown schema {doc.get('schema')!r}; expected lumbar-twin/twin@1", field="schema")
     try:
