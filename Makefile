@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean sample-mri
 
 setup: $(STAMP)
 
@@ -16,6 +16,12 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/lumbar-twin build data/sample/patient.json --out out/
+
+# A synthetic lumbar Dixon MRI (phantom, seed 1) and its segmentation, generated, not shipped.
+sample-mri: $(STAMP)
+	$(BIN)/lumbar-twin phantom --seed 1 --out data/sample/mri
+	$(BIN)/lumbar-twin segment --water data/sample/mri/water.nii.gz --fat data/sample/mri/fat.nii.gz \
+		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-MRI --out out/segmentation
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
