@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imaging.morphometry import LEVELS, SIDES
+from imaging.morphometry import LEVELS, SIDES  # noqa: F401  (re-exported: canonical names live here too)
 from imaging.morphometry import MUSCLES as IMAGED_GROUPS  # groups measured on MRI
 
 #: Every muscle group in the model; the imaged ones first.
