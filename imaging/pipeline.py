@@ -43,9 +43,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         raise InputError(image, "single-contrast images are not supported yet: give Dixon --water and --fat")
     if water is None or fat is None:
         raise InputError(None, "give both --water and --fat (Dixon)", field="--water/--fat")
-    water_img, fat_img = load_image(water, "water image"), load_image(fat, "fat image")
-    if not same_grid(water_img, fat_img):
-        raise InputError(fat, f"fat image grid {fat_img.shape} does not match the water image grid {water_img.shape}")
+    water_img = load_image(water, "water image")
+    fat_img = _on_grid(load_image(fat, "fat image"), water_img, fat)
     if vertebrae is None:
         raise InputError(None, "automatic level detection is not available yet: give --vertebrae "
                                "(vertebral bodies L1..L5 = 1..5, S1 = 6, or --vertebra-labels)", field="--vertebrae")
@@ -62,14 +61,15 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         muscle_labels = segment(water_img.data, fat_img.data, np.rint(vert_img.data).astype(np.int32),
                                 convention, spacing)
 
-    pseudonym = subject or f"subject-{water_img.content_hash()}"
+    water_hash = water_img.content_hash()
+    pseudonym = subject or f"subject-{water_hash}"
     morphometry = quantify(muscle_labels, water_img.data, fat_img.data, water_img.affine, levels, pseudonym)
     morphometry = replace(morphometry, provenance={
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
         "method": "imported label map" if labels is not None else "built-in seeded watershed (imaging.segment)",
         "fat_fraction": "Dixon F/(F+W), Rician-corrected, signal-weighted over each muscle at the disc",
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
-        "inputs": {"water": water_img.content_hash(), "fat": fat_img.content_hash()},
+        "inputs": {"water": water_hash, "fat": fat_img.content_hash()},
         "voxel_mm": [round(v, 4) for v in spacing],
     })
     out_dir = Path(out_dir)

@@ -40,7 +40,6 @@ class VertebraGeometry:
     half_width_mm: float
     half_depth_mm: float
     mid_slice: int
-    slices: tuple[int, int]
 
 
 def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int],
@@ -94,7 +93,7 @@ def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraG
             centre=np.array([xs.mean(), ys.mean()]),
             half_width_mm=0.5 * (xs.max() - xs.min() + 1) * sx,
             half_depth_mm=0.5 * (ys.max() - ys.min() + 1) * sy,
-            mid_slice=mid, slices=(int(slices.min()), int(slices.max())),
+            mid_slice=mid,
         )
     return out
 

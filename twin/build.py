@@ -5,7 +5,6 @@ one of them is complete, so a failure leaves the output folder as it was.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,11 +62,6 @@ def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
                   title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
                         f"{patient.height_m:.2f} m, {patient.mass_kg:.0f} kg")
     return Twin(spec, patient, scalings, out_dir)
-
-
-def load_twin_document(twin_dir: str | Path) -> dict:
-    with open(Path(twin_dir) / "twin.json", encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:

@@ -64,9 +64,7 @@ class MujocoEngine:
         self._arm_rows_cols = np.ix_(self._tendon, self._dof)
 
     def set_pose(self, pose: Mapping[str, float]) -> None:
-        self.data.qpos[:] = 0.0
-        for name, value in pose.items():
-            self.data.qpos[self._qpos[self._index[name]]] = value
+        self._set_qpos(pose)
         mujoco.mj_kinematics(self.model, self.data)
         mujoco.mj_comPos(self.model, self.data)
         mujoco.mj_tendon(self.model, self.data)
@@ -83,9 +81,7 @@ class MujocoEngine:
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None) -> Frame:
         model, data = self.model, self.data
-        data.qpos[:] = 0.0
-        for name, value in pose.items():
-            data.qpos[self._qpos[self._index[name]]] = value
+        self._set_qpos(pose)
         if loads:  # contact points and Jacobians; mj_inverse recomputes the rest anyway
             mujoco.mj_kinematics(model, data)
             mujoco.mj_comPos(model, data)
@@ -114,6 +110,11 @@ class MujocoEngine:
             rotations={b: data.xmat[i].reshape(3, 3).copy() for b, i in self._bodies.items()},
             external=external, inertial=inertial,
         )
+
+    def _set_qpos(self, pose: Mapping[str, float]) -> None:
+        self.data.qpos[:] = 0.0
+        for name, value in pose.items():
+            self.data.qpos[self._qpos[self._index[name]]] = value
 
     def _arms(self) -> np.ndarray:
         m = self.model
