@@ -5,6 +5,8 @@ Both take a ModelSpec, build their engine's model from it, and answer in spec or
 - `lengths(pose)`     -> (n_fascicles,) musculotendon lengths [m]
 - `moment_arms(pose)` -> (n_fascicles, n_coordinates) moment arms [m], -dL/dq
 - `frame(pose, loads)` -> Frame: all that quasi-static biomechanics needs of one frame
+- `contact_jacobian(pose, contact)` -> (n_coordinates, 3): generalised forces per newton of a
+  ground-frame force at the contact point (J^T), and the contact body's rotation
 """
 from __future__ import annotations
 
@@ -111,6 +113,15 @@ class MujocoEngine:
             external=external, inertial=inertial,
         )
 
+    def contact_jacobian(self, pose: Mapping[str, float], contact: str) -> tuple[np.ndarray, np.ndarray]:
+        c = self.spec.contact(contact)
+        self.set_pose(pose)
+        bid = self._bodies[c.body]
+        rot = self.data.xmat[bid].reshape(3, 3).copy()
+        jacp = np.zeros((3, self.model.nv))
+        mujoco.mj_jac(self.model, self.data, jacp, None, self.data.xpos[bid] + rot @ np.array(c.location_m), bid)
+        return jacp[:, self._dof].T.copy(), rot
+
     def _set_qpos(self, pose: Mapping[str, float]) -> None:
         self.data.qpos[:] = 0.0
         for name, value in pose.items():
@@ -133,8 +144,6 @@ class MujocoEngine:
 
 class OpenSimEngine:
     name = "opensim"
-    #: Step for finite-difference Jacobians of contact points [rad].
-    _STEP = 1e-6
 
     def __init__(self, spec: ModelSpec, model: osim.Model | None = None):
         """`model` (e.g. loaded from a written model.osim) defaults to one built from `spec`."""
@@ -145,8 +154,18 @@ class OpenSimEngine:
         self._coords = [coords.get(name) for name in spec.coordinate_names]
         self._muscles = [muscles.get(name) for name in spec.fascicle_names]
         self._bodies = {b.name: bodies.get(b.name) for b in spec.bodies}
+        self._matter = self.model.getMatterSubsystem()
+        self._mobod = {name: int(body.getMobilizedBodyIndex()) for name, body in self._bodies.items()}
         self._path_points = [m.getGeometryPath().getPathPointSet().get(k)
                              for m in self._muscles for k in range(m.getGeometryPath().getPathPointSet().getSize())]
+        self._point_body = np.array([self._mobod[p.body] for f in spec.fascicles for p in f.points])
+        # Fixed path points: their location on the body, as the OpenSim model holds it.
+        self._point_local = np.array([osim.PathPoint.safeDownCast(p).get_location().to_numpy()
+                                      for p in self._path_points])
+        # Path segments (consecutive points of one fascicle) as point index pairs.
+        first = np.cumsum([0] + [len(f.points) for f in spec.fascicles])[:-1]
+        self._segment_fascicle = np.concatenate([np.full(len(f.points) - 1, i) for i, f in enumerate(spec.fascicles)])
+        self._segment_start = np.concatenate([first[i] + np.arange(len(f.points) - 1) for i, f in enumerate(spec.fascicles)])
         self._u_index = self._mobility_order()
         self.state = self.model.initializeState()
         for muscle in self._muscles:  # inverse dynamics must see no muscle force (NOTES.md)
@@ -162,35 +181,79 @@ class OpenSimEngine:
         return np.array([m.getLength(self.state) for m in self._muscles])
 
     def moment_arms(self, pose: Mapping[str, float]) -> np.ndarray:
+        """OpenSim's own MomentArmSolver, muscle by muscle (slow: the independent check)."""
         self.set_pose(pose)
         return np.array([[m.computeMomentArm(self.state, c) for c in self._coords] for m in self._muscles])
+
+    def contact_jacobian(self, pose: Mapping[str, float], contact: str) -> tuple[np.ndarray, np.ndarray]:
+        c = self.spec.contact(contact)
+        self.set_pose(pose)
+        point, rotation = self._station(c)
+        jac_v, _ = self._station_jacobians(point[None], np.array([self._mobod[c.body]]), self._system_jacobian())
+        return jac_v[0].T, rotation
 
     def frame(self, pose: Mapping[str, float], loads: Sequence[ExternalLoad] = (),
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None) -> Frame:
         velocities, accelerations = dict(velocities or {}), dict(accelerations or {})
-        arms = self.moment_arms(pose)
+        self.set_pose(pose)
         lengths = np.array([m.getLength(self.state) for m in self._muscles])
+        system = self._system_jacobian()
+        # Path points in ground from their bodies' transforms (one call a body, not a point).
+        points = np.einsum("pij,pj->pi", system["rotation"][self._point_body], self._point_local) \
+            + system["origin"][self._point_body]
+        arms = self._path_moment_arms(points, system)
+        rotations = {name: system["rotation"][self._mobod[name]] for name in self._bodies}
+        external, applied = [], np.zeros(len(self._coords))
+        for load in loads:
+            contact = self.spec.contact(load.contact)
+            point, rotation = self._station(contact)
+            force, moment = load_in_ground(load, rotation)
+            jac_v, jac_w = self._station_jacobians(point[None], np.array([self._mobod[contact.body]]), system)
+            applied += force @ jac_v[0] + moment @ jac_w[0]
+            external.append((contact.body, force))
         udot = osim.Vector(self.state.getNU(), 0.0)
         for k, coord in enumerate(self._coords):
             coord.setSpeedValue(self.state, float(velocities.get(coord.getName(), 0.0)))
             udot.set(int(self._u_index[k]), float(accelerations.get(coord.getName(), 0.0)))
         self.model.realizeVelocity(self.state)
         residual = osim.InverseDynamicsSolver(self.model).solve(self.state, udot)
-        net = np.array([residual.get(int(k)) for k in self._u_index])
-        rotations = {name: self._rotation(body) for name, body in self._bodies.items()}
-        external = []
-        for load in loads:
-            contact = self.spec.contact(load.contact)
-            force, moment = load_in_ground(load, rotations[contact.body])
-            net -= self._generalised_force(pose, contact, force, moment)
-            external.append((contact.body, force))
+        net = np.array([residual.get(int(k)) for k in self._u_index]) - applied
         inertial = self._inertial(pose, velocities, accelerations) if (velocities or accelerations) else None
-        self.set_pose(pose)
-        points = np.array([_vec(p.getLocationInGround(self.state)) for p in self._path_points])
         return Frame(lengths, arms, net, points, rotations, external, inertial)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _system_jacobian(self) -> dict[str, np.ndarray]:
+        """Simbody's system Jacobian at the current pose: each mobilised body's angular and
+        origin velocity per generalised speed, in ground, columns in spec coordinate order."""
+        matrix = osim.Matrix()
+        self._matter.calcSystemJacobian(self.state, matrix)
+        jac = matrix.to_numpy().reshape(-1, 6, self.state.getNU())[:, :, self._u_index]
+        origins, rotations = np.zeros((jac.shape[0], 3)), np.tile(np.eye(3), (jac.shape[0], 1, 1))
+        for name, body in self._bodies.items():
+            origins[self._mobod[name]] = _vec(body.getPositionInGround(self.state))
+            rotations[self._mobod[name]] = self._rotation(body)
+        return {"angular": jac[:, :3], "linear": jac[:, 3:], "origin": origins, "rotation": rotations}
+
+    def _station_jacobians(self, points: np.ndarray, mobods: np.ndarray, system: dict[str, np.ndarray]):
+        """Linear (n, 3, n_coords) and angular (n, 3, n_coords) Jacobians of ground points fixed
+        to the given bodies: v = v_origin + omega x r."""
+        r = points - system["origin"][mobods]
+        angular = system["angular"][mobods]
+        return system["linear"][mobods] - np.cross(r[:, :, None], angular, axisa=1, axisb=1, axisc=1), angular
+
+    def _path_moment_arms(self, points: np.ndarray, system: dict[str, np.ndarray]) -> np.ndarray:
+        """-dL/dq of straight-line paths from the path points' station Jacobians (exact, and
+        equal to OpenSim's MomentArmSolver to round-off; tests hold them together)."""
+        jac, _ = self._station_jacobians(points, self._point_body, system)
+        start, end = self._segment_start, self._segment_start + 1
+        unit = points[end] - points[start]
+        unit /= np.linalg.norm(unit, axis=1)[:, None]
+        per_segment = np.einsum("sk,skj->sj", unit, jac[end] - jac[start])
+        arms = np.zeros((len(self._muscles), per_segment.shape[1]))
+        np.add.at(arms, self._segment_fascicle, -per_segment)
+        return arms
+
     def _rotation(self, body) -> np.ndarray:
         mat = body.getTransformInGround(self.state).R().asMat33()
         return np.array([[mat.get(i, j) for j in range(3)] for i in range(3)])
@@ -199,22 +262,6 @@ class OpenSimEngine:
         body = self._bodies[contact.body]
         point = _vec(body.findStationLocationInGround(self.state, osim.Vec3(*contact.location_m)))
         return point, self._rotation(body)
-
-    def _generalised_force(self, pose, contact, force, moment) -> np.ndarray:
-        """J^T [force; moment] at the contact, by central differences of OpenSim's kinematics."""
-        out = np.zeros(len(self._coords))
-        for j, coord in enumerate(self._coords):
-            ends = []
-            for sign in (1.0, -1.0):
-                self.set_pose({**pose, coord.getName(): pose.get(coord.getName(), 0.0) + sign * self._STEP})
-                ends.append(self._station(contact))
-            (p1, r1), (p0, r0) = ends
-            dp = (p1 - p0) / (2 * self._STEP)
-            skew = (r1 @ r0.T - r0 @ r1.T) / (4 * self._STEP)  # [omega]x per unit q
-            omega = np.array([skew[2, 1], skew[0, 2], skew[1, 0]])
-            out[j] = dp @ force + omega @ moment
-        self.set_pose(pose)
-        return out
 
     def _inertial(self, pose, velocities, accelerations, step_s: float = 1e-3) -> dict[str, np.ndarray]:
         """-m a of each body's centre of mass, a = d^2/dt^2 of its position along
@@ -226,6 +273,7 @@ class OpenSimEngine:
                            for n in names})
             positions.append({b.name: _vec(self._bodies[b.name].findStationLocationInGround(
                 self.state, osim.Vec3(*b.com_m))) for b in self.spec.bodies})
+        self.set_pose(pose)
         return {b.name: -b.mass_kg * (positions[2][b.name] - 2 * positions[1][b.name] + positions[0][b.name])
                 / step_s**2 for b in self.spec.bodies}
 
@@ -242,4 +290,4 @@ class OpenSimEngine:
 
 
 def _vec(v) -> np.ndarray:
-    return np.array([v.get(0), v.get(1), v.get(2)])
+    return v.to_numpy()

@@ -108,6 +108,8 @@ class Contact:
     name: str
     body: str
     location_m: Vec3
+    #: Unit direction, in the body's frame, in which a pad here can push (None: any, e.g. a held mass).
+    push_direction: Vec3 | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,9 @@ class ModelSpec:
                          for g, row in data["reference_morphometry"]["csa_mm2"].items()},
                 fat_fraction={g: float(v) for g, v in data["reference_morphometry"]["fat_fraction"].items()},
             ),
-            contacts=tuple(Contact(c["name"], c["body"], _vec(c["location_m"])) for c in data.get("contacts", ())),
+            contacts=tuple(Contact(c["name"], c["body"], _vec(c["location_m"]),
+                                   _vec(c["push_direction"]) if c.get("push_direction") else None)
+                           for c in data.get("contacts", ())),
             lumbar_rhythm={k: {lv: float(v) for lv, v in row.items()} for k, row in data.get("lumbar_rhythm", {}).items()},
             sources=dict(data.get("sources", {})),
         )

@@ -145,7 +145,10 @@ class Statics:
               velocities: Mapping[str, float] | None = None,
               accelerations: Mapping[str, float] | None = None, warm_start: bool = False) -> StaticsResult:
         """One frame. `warm_start` starts from the previous frame's active set (trajectories)."""
-        frame = self.engine.frame(pose, loads, velocities, accelerations)
+        return self.solve_frame(self.engine.frame(pose, loads, velocities, accelerations), warm_start)
+
+    def solve_frame(self, frame: Frame, warm_start: bool = False) -> StaticsResult:
+        """A frame already asked of an engine (e.g. precomputed kinematics plus a robot force)."""
         strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(frame.lengths) / self._lopt)
         activations, reserve = self._qp.solve(frame.moment_arms, strength, frame.net_moments, warm_start)
         if self.exponent == 3:

@@ -106,7 +106,8 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
     sources = {key: " ".join(str(block["source"]).split()) for key, block in raw.items()
                if isinstance(block, dict) and "source" in block}
     sources.update({f"muscle_groups.{g}": " ".join(str(b["source"]).split()) for g, b in groups.items()})
-    contacts = tuple(Contact(name, c["body"], tuple(map(float, c["location_m"])))
+    contacts = tuple(Contact(name, c["body"], tuple(map(float, c["location_m"])),
+                             tuple(map(float, c["push_direction"])) if "push_direction" in c else None)
                      for name, c in raw["contacts"].items() if name != "source")
     rhythm = {kind: {lv: float(v) for lv, v in row.items()}
               for kind, row in raw["lumbar_rhythm"].items() if kind != "source"}

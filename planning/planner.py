@@ -1,0 +1,146 @@
+"""From a twin and a plan to a verified force profile: precompute, search, verify.
+
+>>> from twin.simulate import load_twin                                     # doctest: +SKIP
+>>> from planning.planner import make_plan, plan_for                         # doctest: +SKIP
+>>> twin = load_twin("out/")                                                 # doctest: +SKIP
+>>> result = make_plan(twin, plan_for(twin, exercise="trunk_extension",      # doctest: +SKIP
+...                                   targets={"multifidus": 0.25}))
+>>> result.verification.passed, result.prediction_summary()                 # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lumbar_twin import __version__
+from lumbar_twin.errors import LumbarTwinError
+from lumbar_twin.fileio import read_json, sha256_file
+from planning.evaluate import Evaluation, Evaluator, mean_activations, precompute, target_errors
+from planning.exercise import Exercise, load_exercise
+from planning.plan import Plan, resolve_plan
+from planning.profile import sample_times
+from planning.search import Candidate, SearchResult, redact, run_search
+from planning.verify import Verification, verify
+from twin.simulate import LoadedTwin
+
+OTHER_ENGINE = {"mujoco": "opensim", "opensim": "mujoco"}
+#: How many of the best feasible trials verification tries before giving up.
+MAX_VERIFICATIONS = 5
+
+
+class Infeasible(LumbarTwinError):
+    """No trial met the limits, or none passed verification: nothing may be exported."""
+
+
+@dataclass
+class PlanResult:
+    twin: LoadedTwin
+    plan: Plan
+    exercise: Exercise
+    search: SearchResult
+    chosen: Candidate
+    verification: Verification
+    times_s: np.ndarray  # device samples
+    forces_N: np.ndarray  # (samples, 3), contact body frame
+    identity: dict[str, str]
+    provenance: dict
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prediction(self) -> Evaluation:
+        """The search engine at every device sample (the plan's own prediction)."""
+        return self.verification.search_evaluation
+
+    def mean_activation(self) -> dict[str, dict[str, float]]:
+        return mean_activations(self.prediction, self.plan.targets, self.exercise.cycle_s)
+
+    def rms_target_error(self) -> float:
+        return float(np.sqrt(np.mean(target_errors(self.prediction, self.plan.targets, self.exercise.cycle_s) ** 2)))
+
+
+def plan_for(twin: LoadedTwin, **document) -> Plan:
+    """A checked plan from keyword sections (exercise=, contact=, targets=, limits=, device=, search=)."""
+    return resolve_plan(twin.spec, document, twin.patient.get("limits"))
+
+
+def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: str | None = None,
+              study: str | None = None, progress: bool = False) -> PlanResult:
+    """Search, then verify the best feasible profiles in the other engine until one passes.
+
+    Raises Infeasible (naming the limit that binds) when no trial meets the limits or none of
+    the best passes verification.
+    """
+    if engine not in OTHER_ENGINE:
+        raise LumbarTwinError(f"unknown engine {engine!r}; choose mujoco or opensim")
+    timings, start = {}, time.perf_counter()
+    spec, exercise = twin.spec, load_exercise(plan.exercise)
+    push = spec.contact(plan.contact).push_direction
+    times = sample_times(exercise.cycle_s, plan.device.rate_hz)
+    index = np.unique(np.round(np.linspace(0, len(times), plan.search.eval_frames, endpoint=False)).astype(int) % len(times))
+    full = precompute(spec, exercise, times, plan.contact, engine)
+    timings["precompute_s"] = time.perf_counter() - start
+
+    identity = _identity(twin, plan)
+    result = run_search(Evaluator(spec, full.subset(index)), plan, push, index, storage=storage, study_name=study,
+                        identity={k: identity[k] for k in ("twin", "plan")}, progress=progress)
+    timings["search_s"] = time.perf_counter() - start - sum(timings.values())
+    feasible = result.feasible
+    if not feasible:
+        raise Infeasible(_no_feasible_message(result, plan))
+
+    other = OTHER_ENGINE[engine]
+    other_full = precompute(spec, exercise, times, plan.contact, other)
+    search_eval, other_eval = Evaluator(spec, full), Evaluator(spec, other_full)
+    rejected = []
+    for candidate in feasible[:MAX_VERIFICATIONS]:
+        _, forces = candidate.profile.samples(plan.device, push)
+        verification = verify(plan, forces, push, other_eval(forces), other, search_eval(forces), engine)
+        if verification.passed:
+            break
+        rejected.append(f"trial {candidate.number}: {verification.problems[0]}")
+    else:
+        raise Infeasible(f"none of the {len(rejected)} best profiles passed verification in {other}: "
+                         + "; ".join(rejected))
+    timings["verify_s"] = time.perf_counter() - start - sum(timings.values())
+    provenance = {
+        "toolkit": "lumbar-twin", "toolkit_version": __version__,
+        "twin_sha256": identity["twin"], "plan_sha256": identity["plan"],
+        "morphometry_sha256": identity.get("morphometry"), "seed": plan.search.seed,
+        "study": result.study_name, "storage": redact(storage) or "memory", "search_engine": engine,
+        "trials": len(result.candidates), "trial": candidate.number, "rejected_in_verification": rejected,
+    }
+    return PlanResult(twin, plan, exercise, result, candidate, verification, times, forces, identity,
+                      provenance, timings)
+
+
+def _identity(twin: LoadedTwin, plan: Plan) -> dict[str, str]:
+    twin_file = twin.directory / "twin.json"
+    provenance = read_json(twin_file).get("provenance", {})  # the twin's own record of its inputs
+    morphometry = ((provenance.get("inputs") or {}).get("morphometry") or {}).get("sha256")
+    return {"twin": sha256_file(twin_file), "plan": plan.sha256(), "morphometry": morphometry}
+
+
+def _no_feasible_message(result: SearchResult, plan: Plan) -> str:
+    """Name the limit that binds: the one the least-violating trial still breaks most."""
+    least = min(result.candidates, key=lambda c: max(0.0, c.binding[1]) + sum(max(0.0, v) for v in c.constraints.values()))
+    key, value = least.binding
+    margin = plan.search.margin
+    return (f"no profile meets the limits in {len(result.candidates)} trials: {_limit_name(key, plan)} binds "
+            f"(the closest trial, {least.number}, is {value:.0%} over it, the {margin:.0%} search margin "
+            f"included); nothing exported")
+
+
+def _limit_name(key: str, plan: Plan) -> str:
+    limits = plan.limits
+    if key == "compression_N":
+        return f"compression (limit {min(limits.compression_N.values()):.0f} N)"
+    if key == "ap_shear_N":
+        return f"AP shear (limit {min(limits.ap_shear_N.values()):.0f} N)"
+    if key == "reserve_share":
+        return "muscle capacity (reserve actuators needed: the exercise itself is out of reach)"
+    if key.startswith("activation."):
+        group = key.split(".", 1)[1]
+        return f"the {group} activation cap ({limits.activation[group]:g})"
+    return key

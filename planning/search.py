@@ -1,0 +1,167 @@
+"""Optuna search for a force profile: target error as the objective, limits as hard constraints.
+
+Each trial proposes magnitude knots and a direction, expands them at the device rate (device
+limits hold by construction), evaluates the exercise frames the search looks at, and reports
+every limit as an optuna constraint (<= 0 feasible): TPE and NSGA-II sample around infeasible
+regions instead of trading a limit against the objective. Mode `pareto` adds the peak
+compression as a second objective and returns the feasible front.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import optuna
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from lumbar_twin.errors import InputError, LumbarTwinError
+from planning.evaluate import Evaluator, constraint_values, mean_activations, target_errors
+from planning.plan import Plan
+from planning.profile import Profile
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A completed trial, as the planner reads it back from the study."""
+
+    number: int
+    profile: Profile
+    error: float  # RMS target error over the frames searched
+    peak_compression_N: float
+    constraints: dict[str, float]
+    mean_activation: dict[str, dict[str, float]]
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0.0 for v in self.constraints.values())
+
+    @property
+    def binding(self) -> tuple[str, float]:
+        """The constraint closest to (or furthest past) its limit."""
+        return max(self.constraints.items(), key=lambda kv: kv[1])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study_name: str
+    candidates: tuple[Candidate, ...]  # every completed trial
+    trials_run: int  # by this process
+
+    @property
+    def feasible(self) -> list[Candidate]:
+        return sorted((c for c in self.candidates if c.feasible), key=lambda c: (c.error, c.number))
+
+    def pareto_front(self) -> list[Candidate]:
+        """Feasible trials no other feasible trial beats in both error and peak compression."""
+        feasible = self.feasible
+        return [c for c in feasible if not any(
+            o.error <= c.error and o.peak_compression_N <= c.peak_compression_N
+            and (o.error < c.error or o.peak_compression_N < c.peak_compression_N) for o in feasible)]
+
+
+def open_storage(url: str | None):
+    """None -> in memory; 'journal:PATH' or a path -> journal file; otherwise an RDB URL
+    (sqlite:///plan.db, postgresql://user:pass@host/db)."""
+    if url is None:
+        return None
+    if url.startswith("journal:") or "://" not in url:
+        path = url.removeprefix("journal:")
+        return JournalStorage(JournalFileBackend(path))
+    try:
+        return RDBStorage(url, heartbeat_interval=None)
+    except Exception as exc:  # SQLAlchemy raises many kinds; the user needs the one line
+        raise InputError(None, f"cannot open {redact(url)}: {str(exc).splitlines()[0]}", field="--storage") from None
+
+
+def redact(url: str | None) -> str | None:
+    """A storage URL without its password (for logs and provenance)."""
+    if url is None or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: np.ndarray, *,
+               storage: str | None = None, study_name: str | None = None, identity: dict | None = None,
+               progress: bool = False) -> SearchResult:
+    """Run trials until the study holds `plan.search.trials` completed ones.
+
+    `sample_index` picks the device-rate samples the search evaluates (the evaluator's frames).
+    `identity` (hashes of twin and plan) is stored with a new study and checked when resuming.
+    """
+    search, device = plan.search, plan.device
+    cycle = evaluator.trajectory.cycle_s
+    name = study_name or f"plan-{(identity or {}).get('plan', 'adhoc')[:16]}"
+    study = _study(plan, storage, name, identity)
+    done = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    remaining = max(0, search.trials - done)
+
+    def objective(trial: optuna.Trial):
+        knots = tuple(trial.suggest_float(f"knot_{k}_N", 0.0, device.max_force_N) for k in range(search.knots))
+        tilt = trial.suggest_float("tilt_deg", 0.0, device.cone_deg) if device.cone_deg > 0 else 0.0
+        azimuth = trial.suggest_float("azimuth_deg", -180.0, 180.0) if device.cone_deg > 0 else 0.0
+        profile = Profile(plan.contact, cycle, knots, tilt, azimuth)
+        _, forces = profile.samples(device, push_direction)
+        evaluation = evaluator(forces[sample_index])
+        error = float(np.sqrt(np.mean(target_errors(evaluation, plan.targets, cycle) ** 2)))
+        constraints = constraint_values(evaluation, plan.limits, search.margin)
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        peak = float(evaluation.compression_N.max())
+        trial.set_user_attr("mean_activation", mean_activations(evaluation, plan.targets, cycle))
+        trial.set_user_attr("peak_compression_N", peak)
+        return (error, peak) if search.mode == "pareto" else error
+
+    if remaining:
+        log.info("study %s: %d of %d trials done, running %d", name, done, search.trials, remaining)
+        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
+                       callbacks=[MaxTrialsCallback(search.trials, states=(TrialState.COMPLETE,))])
+    candidates = tuple(_candidate(t, plan, cycle) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return SearchResult(name, candidates, remaining)
+
+
+def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) -> optuna.Study:
+    search = plan.search
+    seed = search.seed
+    if storage is not None:
+        # Workers sharing a study must not draw the same points: each mixes in its process id.
+        # Plans are repeatable exactly in memory (the default) or from one fresh process.
+        seed = (search.seed * 1_000_003 + os.getpid()) % (2**31)
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=10),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=20),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }
+    directions = ["minimize", "minimize"] if search.mode == "pareto" else ["minimize"]
+    study = optuna.create_study(storage=open_storage(storage), sampler=samplers[search.sampler](),
+                                study_name=name, directions=directions, load_if_exists=True)
+    recorded = study.user_attrs.get("identity")
+    if recorded is None:
+        study.set_user_attr("identity", identity or {})
+    elif identity is not None and recorded != identity:
+        differs = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
+        raise LumbarTwinError(f"study {name!r} in {redact(storage)} belongs to another plan "
+                              f"({', '.join(differs)} differ); choose another --study name")
+    if len(study.directions) != len(directions):
+        raise LumbarTwinError(f"study {name!r} was run in the other mode; choose another --study name")
+    return study
+
+
+def _candidate(trial: optuna.trial.FrozenTrial, plan: Plan, cycle: float) -> Candidate:
+    params = trial.params
+    profile = Profile(plan.contact, cycle, tuple(params[f"knot_{k}_N"] for k in range(plan.search.knots)),
+                      params.get("tilt_deg", 0.0), params.get("azimuth_deg", 0.0))
+    return Candidate(trial.number, profile, trial.values[0], float(trial.user_attrs["peak_compression_N"]),
+                     dict(trial.constraints), trial.user_attrs["mean_activation"])

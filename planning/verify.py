@@ -1,0 +1,79 @@
+"""Verification: the chosen profile, at every device sample, in both engines.
+
+Passes only when, at the device rate,
+- the samples keep the device's limits (force, rate of change, direction cone);
+- in the engine the search did not use, and in the search engine too, every level's
+  compression and AP shear, every capped group's activation (force-weighted, each side) and the reserve share
+  stay under their limits (the limits themselves: the search kept its margin below them);
+- the two engines agree within the margin: |difference| <= margin x limit for loads and
+  <= margin for activations, so the margin covers what separates the engines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planning.evaluate import Evaluation
+from planning.plan import Plan
+from planning.profile import check_samples
+from twin.spec import LEVELS
+
+
+@dataclass(frozen=True)
+class Verification:
+    engine: str  # the engine that re-simulated the profile
+    passed: bool
+    problems: tuple[str, ...]
+    peak: dict  # that engine's peaks
+    search_peak: dict  # the search engine's peaks at the same samples
+    max_engine_difference: dict[str, float]
+    evaluation: Evaluation
+    search_evaluation: Evaluation
+
+    def to_dict(self) -> dict:
+        return {"engine": self.engine, "passed": self.passed, "problems": list(self.problems),
+                "peak": self.peak, "search_engine_peak": self.search_peak,
+                "max_engine_difference": self.max_engine_difference}
+
+
+def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, other_engine: str,
+           search: Evaluation, search_engine: str) -> Verification:
+    problems = list(check_samples(forces_N, plan.device, push_direction))
+    for name, evaluation in ((other_engine, other), (search_engine, search)):
+        problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]
+    margin = plan.search.margin
+    difference = {
+        "compression_N": float(np.abs(other.compression_N - search.compression_N).max()),
+        "ap_shear_N": float(np.abs(other.ap_shear_N - search.ap_shear_N).max()),
+        "activation": float(np.abs(other.group_activation - search.group_activation).max()),
+    }
+    allowed = {"compression_N": margin * min(plan.limits.compression_N.values()),
+               "ap_shear_N": margin * min(plan.limits.ap_shear_N.values()), "activation": margin}
+    for key, value in difference.items():
+        if value > allowed[key]:
+            problems.append(f"the engines differ by {value:.3g} in {key}, more than the margin allows ({allowed[key]:.3g})")
+    return Verification(other_engine, not problems, tuple(problems), other.peaks(), search.peaks(), difference,
+                        other, search)
+
+
+def limit_breaches(evaluation: Evaluation, plan: Plan) -> list[str]:
+    """Each limit a per-frame evaluation exceeds, with where and when."""
+    limits, out, times = plan.limits, [], evaluation.times_s
+    for kind, values in (("compression", evaluation.compression_N), ("AP shear", np.abs(evaluation.ap_shear_N))):
+        caps = limits.compression_N if kind == "compression" else limits.ap_shear_N
+        for i, level in enumerate(LEVELS):
+            k = int(values[:, i].argmax())
+            if values[k, i] > caps[level]:
+                out.append(f"{level} {kind} {values[k, i]:.0f} N exceeds the {caps[level]:.0f} N limit "
+                           f"at t = {times[k]:.2f} s")
+    for group, cap in limits.activation.items():
+        column = evaluation.group_activation[:, evaluation.groups.index(group)].max(1)
+        k = int(column.argmax())
+        if column[k] > cap:
+            out.append(f"{group} activation reaches {column[k]:.2f}, above the cap {cap:g}, at t = {times[k]:.2f} s")
+    k = int(evaluation.reserve_share.argmax())
+    if evaluation.reserve_share[k] > limits.reserve_share:
+        out.append(f"reserve actuators carry {evaluation.reserve_share[k]:.0%} of a net moment at "
+                   f"t = {times[k]:.2f} s: the muscles cannot hold the exercise")
+    return out
