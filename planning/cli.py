@@ -81,6 +81,54 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", required=True, help="output folder")
     seg.set_defaults(run=_run_segment)
 
+    pl = commands.add_parser(
+        "plan", help="optimise a robot force profile for an exercise, verify it, export it",
+        description="Search the force profile at a pad that brings muscle groups to target activations while "
+                    "spinal loads and activations stay under their limits (optuna), verify it in the other engine "
+                    "at the device rate, and write the device files, the history, pictures and a report.")
+    pl.add_argument("twin", help="twin folder written by `lumbar-twin build`")
+    pl.add_argument("--plan", metavar="PLAN.yaml", help="plan file (YAML or JSON); the options below override it")
+    pl.add_argument("--exercise", help="exercise from data/exercises.yaml, e.g. trunk_extension")
+    pl.add_argument("--contact", help="pad the robot pushes on (default thorax_pad)")
+    pl.add_argument("--targets", metavar="LIST", help="group=activation[,group.side=activation], e.g. multifidus=0.30")
+    pl.add_argument("--limits", metavar="LIST",
+                    help="compression_N=N,ap_shear_N=N[,L5-S1.compression_N=N][,group=cap] (default: patient file, "
+                         "then NIOSH 3400 N and 1000 N shear)")
+    pl.add_argument("--device", metavar="LIST", help="max_force_N=,max_rate_N_per_s=,cone_deg=,rate_hz=")
+    pl.add_argument("--trials", type=int, help="trials in the study (default 200)")
+    pl.add_argument("--seed", type=int, help="sampler seed (default 0): the same seed repeats a plan")
+    pl.add_argument("--knots", type=int, help="force magnitude knots per cycle (default 5)")
+    pl.add_argument("--mode", choices=("single", "pareto"), help="pareto: target error against peak compression")
+    pl.add_argument("--sampler", choices=("tpe", "nsga2", "random"))
+    pl.add_argument("--engine", choices=("mujoco", "opensim"), default="mujoco",
+                    help="engine of the search; the other one verifies (default mujoco)")
+    pl.add_argument("--storage", metavar="URL",
+                    help="optuna storage shared by workers and resumable: a journal file path, sqlite:///F.db, "
+                         "postgresql://user:pass@host/db (default: in memory)")
+    pl.add_argument("--study", metavar="NAME", help="study name in the storage (default: from the plan's hash)")
+    pl.add_argument("--format", choices=("csv", "ros2"), default="csv",
+                    help="ros2 also writes profile.ros2.yaml (trajectory_msgs/JointTrajectory)")
+    pl.add_argument("--out", required=True, help="output folder")
+    pl.set_defaults(run=_run_plan)
+
+    ck = commands.add_parser("check", help="check an exported profile before it goes to a device",
+                             description="Re-read profile.json and its CSV; exit 1 if the checksum, the rate, the "
+                                         "device limits or the recorded verification do not hold.")
+    ck.add_argument("profile", help="profile.json")
+    ck.set_defaults(run=_run_check)
+
+    wi = commands.add_parser("whatif", help="predict activations and loads of a profile, perhaps changed, in a second",
+                             description="Play an exported profile (scaled, on another exercise, against other "
+                                         "targets or limits) through the twin and compare with targets and limits.")
+    wi.add_argument("twin", help="twin folder")
+    wi.add_argument("--profile", required=True, help="profile.json written by `lumbar-twin plan`")
+    wi.add_argument("--exercise", help="exercise (default: the profile's own)")
+    wi.add_argument("--scale", type=float, default=1.0, help="multiply the force by this (default 1)")
+    wi.add_argument("--targets", metavar="LIST", help="targets instead of the profile's, as for plan")
+    wi.add_argument("--limits", metavar="LIST", help="limits instead of the profile's, as for plan")
+    wi.add_argument("--out", default="whatif.png", help="picture to write (default whatif.png)")
+    wi.set_defaults(run=_run_whatif)
+
     ph = commands.add_parser("phantom", help="synthetic lumbar Dixon MRI with known truth",
                              description="Write a synthetic lumbar Dixon MRI (water, fat, vertebra labels), "
                                          "its true muscle labels and truth.json (morphometry schema).")
@@ -176,6 +224,102 @@ def _run_segment(args: argparse.Namespace) -> int:
         print(f"  not in the image: {', '.join(levels.missing)}", file=sys.stderr)
     for name in OUTPUT_FILES:
         print(f"  {result.directory / name}")
+    return 0
+
+
+def _plan_document(args: argparse.Namespace) -> dict:
+    from planning.plan import command_line_overlay, merge, read_plan_file
+
+    document = read_plan_file(args.plan) if args.plan else {}
+    overlay = command_line_overlay(args.targets, args.limits, args.device)
+    for key in ("exercise", "contact"):
+        if getattr(args, key):
+            overlay[key] = getattr(args, key)
+    search = {k: getattr(args, k) for k in ("trials", "seed", "knots", "mode", "sampler") if getattr(args, k) is not None}
+    if search:
+        overlay["search"] = search
+    return merge(document, overlay)
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    import opensim
+
+    from planning.plan import resolve_plan
+    from planning.planner import make_plan
+    from planning.report import target_table, write_plan
+    from twin.simulate import load_twin
+
+    opensim.Logger.setLevelString("warn")
+    twin = load_twin(args.twin)
+    plan = resolve_plan(twin.spec, _plan_document(args), twin.patient.get("limits"), source=args.plan)
+    targets = ", ".join(f"{t.label}={t.value:g}" for t in plan.targets)
+    print(f"plan {twin.patient.get('id', args.twin)} {plan.exercise} at {plan.contact}: targets {targets}; limits "
+          f"compression {min(plan.limits.compression_N.values()):.0f} N, AP shear {min(plan.limits.ap_shear_N.values()):.0f} N"
+          + "".join(f", {g} {c:g}" for g, c in plan.limits.activation.items()))
+    result = make_plan(twin, plan, engine=args.engine, storage=args.storage, study=args.study,
+                       progress=sys.stderr.isatty())
+    search, v = result.search, result.verification
+    t = result.timings_s
+    rate = f" ({search.trials_run / t['search_s']:.0f} trials/s)" if search.trials_run else ""
+    print(f"searched {search.trials_run} trials in {t['search_s']:.1f} s{rate}; study {search.study_name} holds "
+          f"{len(search.candidates)}, {len(search.feasible)} feasible; best RMS target error "
+          f"{result.chosen.error:.4f} (trial {result.chosen.number})")
+    print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in {t['verify_s']:.1f} s: "
+          f"{'passed' if v.passed else 'FAILED'}; engines differ by at most "
+          f"{v.max_engine_difference['compression_N']:.2g} N compression, {v.max_engine_difference['activation']:.2g} activation")
+    for label, value, left, right, ok in target_table(result.mean_activation(), plan.targets):
+        print(f"  {label:24s} target {value:.3f}  left {left:.3f}  right {right:.3f}  "
+              f"{'on target' if ok else 'OFF TARGET (limits or reach)'}")
+    peak = v.peak
+    for kind, label in (("compression_N", "compression"), ("ap_shear_N", "AP shear")):
+        level = max(peak[kind], key=lambda lv: peak[kind][lv] / getattr(plan.limits, kind)[lv])
+        print(f"  peak {label} {peak[kind][level]:.0f} N at {level} (limit {getattr(plan.limits, kind)[level]:.0f} N)")
+    files = write_plan(result, args.out, (args.format,))
+    print(f"wrote {args.out}/: " + ", ".join(p.name for p in files.values()))
+    return 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from planning.export import check_profile
+
+    problems = check_profile(args.profile)
+    if problems:
+        for problem in problems:
+            print(f"{args.profile}: {problem}", file=sys.stderr)
+        print(f"lumbar-twin: {args.profile} must not go to a device ({len(problems)} problems)", file=sys.stderr)
+        return 1
+    print(f"{args.profile}: OK (checksum, rate, device limits and recorded verification hold)")
+    return 0
+
+
+def _run_whatif(args: argparse.Namespace) -> int:
+    from planning.figures import cycle_figure
+    from planning.plan import command_line_overlay
+    from planning.report import target_table
+    from planning.whatif import what_if
+    from twin.simulate import load_twin
+
+    start = time.perf_counter()
+    twin = load_twin(args.twin)
+    w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
+    print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")
+    for label, value, left, right, ok in target_table(w.mean_activation, w.plan.targets):
+        print(f"  {label:24s} target {value:.3f}  left {left:.3f}  right {right:.3f}  {'on target' if ok else 'off target'}")
+    peaks = w.evaluation.peaks()
+    for kind, label in (("compression_N", "compression"), ("ap_shear_N", "AP shear")):
+        caps = getattr(w.plan.limits, kind)
+        level = max(peaks[kind], key=lambda lv: peaks[kind][lv] / caps[lv])
+        print(f"  peak {label} {peaks[kind][level]:.0f} N at {level} (limit {caps[level]:.0f} N, "
+              f"{peaks[kind][level] / caps[level]:.0%})")
+    for problem in w.device_problems:
+        print(f"  DEVICE: {problem}")
+    for breach in w.breaches:
+        print(f"  LIMIT: {breach}")
+    if not (w.device_problems or w.breaches):
+        print("  within every limit")
+    cycle_figure(w.evaluation, w.forces_N, w.plan, args.out,
+                 title=f"what if: {w.plan.exercise}, profile x {args.scale:g}")
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -1,0 +1,156 @@
+"""Device files: a verified profile as CSV plus a JSON that carries its own proof, and `check`.
+
+profile.csv   time_s,fx_N,fy_N,fz_N: one row per device sample over one cycle (it repeats),
+              in the contact body's frame
+profile.json  schema lumbar-twin/device-profile@1: the CSV's sha256, rate, frame, units, device
+              limits, spinal limits, targets, predicted peaks and activations, the verification
+              and its engine, the parameters and the provenance
+profile.ros2.yaml  (format ros2) the same samples as a trajectory_msgs/JointTrajectory with one
+              effort "joint" per force component
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from lumbar_twin.errors import InputError, LumbarTwinError
+from lumbar_twin.fileio import read_json, sha256_bytes, write_bytes_atomic, write_json_atomic, write_text_atomic
+from planning.profile import Device, check_samples
+from twin.spec import LEVELS
+
+SCHEMA = "lumbar-twin/device-profile@1"
+CSV_HEADER = ("time_s", "fx_N", "fy_N", "fz_N")
+#: Forces are written to 1e-6 N, which moves a rate of change by at most 2e-6 N x rate_hz;
+#: `check` allows a relative 1e-4 on every device limit (0.03 N/s on 300 N/s).
+CHECK_TOLERANCE = 1e-4
+FRAME = "{body} body frame at the {contact} pad (x anterior, y superior, z right); it turns with the trunk"
+
+
+def profile_csv(times_s: np.ndarray, forces_N: np.ndarray) -> bytes:
+    buffer = io.StringIO()
+    buffer.write(",".join(CSV_HEADER) + "\n")
+    for t, (fx, fy, fz) in zip(times_s, forces_N):
+        buffer.write(f"{t:.6f},{fx:.6f},{fy:.6f},{fz:.6f}\n")
+    return buffer.getvalue().encode()
+
+
+def profile_document(result, csv_bytes: bytes) -> dict:
+    """profile.json for a PlanResult that passed verification (refuses any other)."""
+    if not result.verification.passed:
+        raise LumbarTwinError("refusing to export a profile that did not pass verification")
+    plan, chosen, spec = result.plan, result.chosen, result.twin.spec
+    contact = spec.contact(plan.contact)
+    push = [float(v) for v in contact.push_direction]
+    return {
+        "schema": SCHEMA,
+        "csv": "profile.csv",
+        "sha256": sha256_bytes(csv_bytes),
+        "rate_hz": plan.device.rate_hz,
+        "samples": len(result.times_s),
+        "cycle_s": result.exercise.cycle_s,
+        "exercise": plan.exercise,
+        "frame": FRAME.format(body=contact.body, contact=contact.name),
+        "contact": contact.name,
+        "units": {"time": "s", "force": "N"},
+        "device": {"max_force_N": plan.device.max_force_N, "max_rate_N_per_s": plan.device.max_rate_N_per_s,
+                   "cone_deg": plan.device.cone_deg, "push_direction": push},
+        "limits": {"compression_N": plan.limits.compression_N, "ap_shear_N": plan.limits.ap_shear_N,
+                   "activation": plan.limits.activation, "reserve_share": plan.limits.reserve_share,
+                   "search_margin": plan.search.margin},
+        "targets": {t.label: t.value for t in plan.targets},
+        "target_phases": {t.label: list(t.phase) for t in plan.targets},
+        "predicted": {"engine": result.provenance["search_engine"], "peak": result.prediction.peaks(),
+                      "mean_activation": result.mean_activation(), "rms_target_error": result.rms_target_error()},
+        "verification": result.verification.to_dict(),
+        "parameters": [float(k) for k in chosen.profile.knots_N],
+        "direction": {"tilt_deg": float(chosen.profile.tilt_deg), "azimuth_deg": float(chosen.profile.azimuth_deg),
+                      "unit_vector": [float(v) for v in chosen.profile.direction(push)]},
+        "provenance": result.provenance,
+    }
+
+
+def ros2_yaml(times_s: np.ndarray, forces_N: np.ndarray, contact: str) -> str:
+    points = []
+    for t, force in zip(times_s, forces_N):
+        sec = int(np.floor(t))
+        points.append({"positions": [], "velocities": [], "accelerations": [],
+                       "effort": [round(float(f), 6) for f in force],
+                       "time_from_start": {"sec": sec, "nanosec": int(round((t - sec) * 1e9))}})
+    doc = {"header": {"frame_id": contact},
+           "joint_names": [f"{contact}_fx", f"{contact}_fy", f"{contact}_fz"], "points": points}
+    return ("# trajectory_msgs/msg/JointTrajectory: effort = force at the pad [N], one cycle "
+            "(lumbar-twin; profile.json holds its verification)\n" + yaml.safe_dump(doc, sort_keys=False))
+
+
+def read_profile(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """profile.json and its CSV (checksum checked): (document, times_s, forces_N)."""
+    path = Path(path)
+    doc = read_json(path)
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise InputError(path, f"not a device profile (schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+                               f"expected {SCHEMA})")
+    csv_path = path.parent / str(doc.get("csv", ""))
+    try:
+        data = csv_path.read_bytes()
+    except OSError as exc:
+        raise InputError(csv_path, f"cannot read the profile's CSV ({exc.strerror})") from None
+    if sha256_bytes(data) != doc.get("sha256"):
+        raise InputError(csv_path, "checksum does not match profile.json: the CSV was changed or damaged")
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    if not rows or tuple(rows[0]) != CSV_HEADER:
+        raise InputError(csv_path, f"header must be {','.join(CSV_HEADER)}")
+    try:
+        values = np.array([[float(v) for v in row] for row in rows[1:]], float).reshape(-1, 4)
+    except ValueError as exc:
+        raise InputError(csv_path, f"a value is not a number ({exc})") from None
+    return doc, values[:, 0], values[:, 1:]
+
+
+def check_profile(path: str | Path) -> list[str]:
+    """Every reason a profile may not go to a device (empty when it may). Unreadable -> InputError."""
+    doc, times, forces = read_profile(path)
+    problems = []
+    try:
+        device = Device(doc["device"]["max_force_N"], doc["device"]["max_rate_N_per_s"],
+                        doc["device"]["cone_deg"], doc["rate_hz"])
+        push = doc["device"]["push_direction"]
+        limits, verification = doc["limits"], doc["verification"]
+    except (KeyError, TypeError) as exc:
+        raise InputError(path, f"incomplete device profile (missing {exc})") from None
+    if len(times) != doc.get("samples"):
+        problems.append(f"{len(times)} rows, but profile.json records {doc.get('samples')} samples")
+    if len(times) and (np.abs(times - np.arange(len(times)) / device.rate_hz).max() > 1e-6):
+        problems.append(f"rows are not at {device.rate_hz:g} Hz from t = 0")
+    problems += check_samples(forces, device, push, tolerance=CHECK_TOLERANCE)
+    if verification.get("passed") is not True:
+        problems.append("the recorded verification did not pass")
+    peak = verification.get("peak") or {}
+    for kind in ("compression_N", "ap_shear_N"):
+        for level in LEVELS:
+            value, cap = (peak.get(kind) or {}).get(level), (limits.get(kind) or {}).get(level)
+            if value is None or cap is None:
+                problems.append(f"verification records no {kind} at {level}")
+            elif value > cap:
+                problems.append(f"verified {kind} at {level} ({value:.0f}) exceeds its limit {cap:.0f}")
+    for group, cap in (limits.get("activation") or {}).items():
+        value = (peak.get("activation") or {}).get(group)
+        if value is None or value > cap:
+            problems.append(f"verified {group} activation {value} exceeds its cap {cap}")
+    return problems
+
+
+def write_profile_files(stage: Path, result, formats: tuple[str, ...] = ()) -> dict[str, Path]:
+    """profile.csv, profile.json (and profile.ros2.yaml) into a staging folder."""
+    data = profile_csv(result.times_s, result.forces_N)
+    document = profile_document(result, data)
+    files = {"csv": stage / "profile.csv", "json": stage / "profile.json"}
+    write_bytes_atomic(files["csv"], data)
+    write_json_atomic(files["json"], document)
+    if "ros2" in formats:
+        files["ros2"] = stage / "profile.ros2.yaml"
+        write_text_atomic(files["ros2"], ros2_yaml(result.times_s, result.forces_N, result.plan.contact))
+    return files

@@ -1,0 +1,119 @@
+"""A plan's output folder: device files, history, pictures and a short report, all or nothing."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from lumbar_twin.fileio import staged_directory, write_json_atomic, write_text_atomic
+from planning.export import write_profile_files
+from planning.figures import cycle_figure, history_figure, pareto_figure
+from twin.spec import LEVELS
+
+#: A targeted group counts as on target when its mean is within this of the target (both sides).
+ON_TARGET = 0.02
+
+
+def write_plan(result, out_dir: str | Path, formats: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Everything lands in `out_dir` together, or nothing does."""
+    out_dir = Path(out_dir)
+    with staged_directory(out_dir) as stage:
+        files = write_profile_files(stage, result, formats)
+        files["plan"] = stage / "plan.json"
+        write_json_atomic(files["plan"], result.plan.to_dict())
+        files["history"] = stage / "history.csv"
+        write_text_atomic(files["history"], history_csv(result.search))
+        files["cycle_png"] = stage / "cycle.png"
+        cycle_figure(result.prediction, result.forces_N, result.plan, files["cycle_png"],
+                     title=f"{result.twin.patient.get('id', '')} {result.plan.exercise}: verified profile "
+                           f"(trial {result.chosen.number})")
+        files["history_png"] = stage / "history.png"
+        history_figure(result.search, result.plan, files["history_png"])
+        files["pareto_png"] = stage / "pareto.png"
+        pareto_figure(result.search, result.plan, result.chosen, files["pareto_png"])
+        files["report"] = stage / "report.md"
+        write_text_atomic(files["report"], report_markdown(result))
+    return {key: out_dir / path.name for key, path in files.items()}
+
+
+def history_csv(search) -> str:
+    buffer = io.StringIO()
+    keys = sorted({k for c in search.candidates for k in c.constraints})
+    params = list(search.candidates[0].profile.parameters) if search.candidates else []
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["trial", "rms_target_error", "peak_compression_N", "feasible", *params,
+                     *(f"constraint.{k}" for k in keys)])
+    for c in sorted(search.candidates, key=lambda c: c.number):
+        writer.writerow([c.number, f"{c.error:.6g}", f"{c.peak_compression_N:.1f}", int(c.feasible),
+                         *(f"{v:.4f}" for v in c.profile.parameters.values()),
+                         *(f"{c.constraints.get(k, float('nan')):.4f}" for k in keys)])
+    return buffer.getvalue()
+
+
+def target_table(mean_activation: dict, targets) -> list[tuple[str, float, float, float, bool]]:
+    """(target label, target, left mean, right mean, on target for every side it names)."""
+    rows = []
+    for t in targets:
+        means = mean_activation[t.label]
+        ok = all(abs(means[side] - t.value) <= ON_TARGET for side in t.sides)
+        rows.append((t.label, t.value, means["left"], means["right"], ok))
+    return rows
+
+
+def report_markdown(result) -> str:
+    plan, v = result.plan, result.verification
+    predicted, verified = result.prediction.peaks(), v.peak
+    lines = [
+        f"# Force profile: {result.twin.patient.get('id', 'twin')}, {plan.exercise}",
+        "",
+        f"Contact `{plan.contact}`, device rate {plan.device.rate_hz:g} Hz, cycle {result.exercise.cycle_s:g} s "
+        f"({len(result.times_s)} samples). Chosen: trial {result.chosen.number} of {len(result.search.candidates)} "
+        f"({sum(c.feasible for c in result.search.candidates)} feasible). Search engine "
+        f"{result.provenance['search_engine']}, verified in {v.engine}: "
+        f"**{'passed' if v.passed else 'FAILED'}**.",
+        "",
+        "## Targets (mean activation over the target's phase window)",
+        "",
+        "| target | value | left | right | within 0.02 |",
+        "| --- | ---: | ---: | ---: | :---: |",
+    ]
+    for label, value, left, right, ok in target_table(result.mean_activation(), plan.targets):
+        lines.append(f"| {label} | {value:.3f} | {left:.3f} | {right:.3f} | {'yes' if ok else 'no'} |")
+    lines += [
+        "",
+        f"RMS target error over every frame: {result.rms_target_error():.4f}.",
+        "",
+        f"## Peak spinal loads (limits; the search kept {plan.search.margin:.0%} below them)",
+        "",
+        f"| level | compression limit N | {result.provenance['search_engine']} | {v.engine} "
+        f"| AP shear limit N | {result.provenance['search_engine']} | {v.engine} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level in LEVELS:
+        lines.append(f"| {level} | {plan.limits.compression_N[level]:.0f} | {predicted['compression_N'][level]:.0f} | "
+                     f"{verified['compression_N'][level]:.0f} | {plan.limits.ap_shear_N[level]:.0f} | "
+                     f"{predicted['ap_shear_N'][level]:.0f} | {verified['ap_shear_N'][level]:.0f} |")
+    diff = v.max_engine_difference
+    lines += [
+        "",
+        f"Largest difference between the engines: compression {diff['compression_N']:.2g} N, AP shear "
+        f"{diff['ap_shear_N']:.2g} N, group activation {diff['activation']:.2g}.",
+    ]
+    if plan.limits.activation:
+        caps = ", ".join(f"{g} {c:g} (peak {verified['activation'][g]:.3f})" for g, c in plan.limits.activation.items())
+        lines.append(f"Activation caps: {caps}.")
+    lines += [
+        "",
+        "## Pictures",
+        "",
+        "![cycle](cycle.png)",
+        "",
+        "![history](history.png)",
+        "",
+        "![pareto](pareto.png)",
+        "",
+        "Files: `profile.csv` and `profile.json` (check them with `lumbar-twin check profile.json`), "
+        "`plan.json` (the resolved plan), `history.csv` (every trial).",
+        "",
+    ]
+    return "\n".join(lines)
