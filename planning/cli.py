@@ -262,7 +262,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     t = result.timings_s
     rate = f" ({search.trials_run / t['search_s']:.0f} trials/s)" if search.trials_run else ""
     print(f"searched {search.trials_run} trials in {t['search_s']:.1f} s{rate}; study {search.study_name} holds "
-          f"{len(search.candidates)}, {len(search.feasible)} feasible; best RMS target error "
+          f"{len(search.candidates)}, {len(search.feasible)} feasible; best target error "
           f"{result.chosen.error:.4f} (trial {result.chosen.number})")
     print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in {t['verify_s']:.1f} s: "
           f"{'passed' if v.passed else 'FAILED'}; engines differ by at most "

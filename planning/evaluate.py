@@ -120,6 +120,17 @@ def target_errors(evaluation: Evaluation, targets: tuple[Target, ...], cycle_s: 
     return np.concatenate(errors)
 
 
+def target_objective(evaluation: Evaluation, targets: tuple[Target, ...], cycle_s: float) -> float:
+    """What the search minimises: the RMS error over every frame plus the RMS of each targeted
+    side's mean error. The first holds the activation at its target through the cycle; the
+    second keeps the cycle's mean on target where the frames cannot all be (a bend to each side
+    loads each side's muscles in turn), so that variance is not bought with bias."""
+    errors = target_errors(evaluation, targets, cycle_s)
+    means = mean_activations(evaluation, targets, cycle_s)
+    bias = [means[t.label][side] - t.value for t in targets for side in t.sides]
+    return float(np.sqrt(np.mean(errors**2)) + np.sqrt(np.mean(np.square(bias))))
+
+
 def mean_activations(evaluation: Evaluation, targets: tuple[Target, ...], cycle_s: float) -> dict[str, dict[str, float]]:
     """Each targeted group's mean activation per side over its target window."""
     phase = np.mod(evaluation.times_s / cycle_s, 1.0)

@@ -141,9 +141,9 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
     if unknown:
         fail(f"unknown limits {sorted(unknown)} (compression_N, ap_shear_N, activation, reserve_share)", "limits")
     limits = Limits(
-        compression_N=_per_level(raw_limits.get("compression_N", patient_limits.get("compression_N")),
+        compression_N=_per_level(raw_limits.get("compression_N"), patient_limits.get("compression_N"),
                                  defaults["limits"]["compression_N"], "limits.compression_N", source),
-        ap_shear_N=_per_level(raw_limits.get("ap_shear_N", patient_limits.get("ap_shear_N")),
+        ap_shear_N=_per_level(raw_limits.get("ap_shear_N"), patient_limits.get("ap_shear_N"),
                               defaults["limits"]["ap_shear_N"], "limits.ap_shear_N", source),
         activation=_activation_caps({**(patient_limits.get("activation") or {}), **(raw_limits.get("activation") or {})},
                                     groups, source),
@@ -205,11 +205,21 @@ def command_line_overlay(targets: str | None = None, limits: str | None = None,
 
 
 def merge(document: dict, overlay: dict) -> dict:
-    """Overlay sections win; within limits and device, key by key; targets are replaced whole."""
+    """Overlay wins. Limits, device and search merge key by key (a per-level limit over a single
+    number keeps the number at the other levels); targets are replaced whole."""
     out = dict(document)
     for section, values in overlay.items():
-        if section in ("limits", "device", "search") and isinstance(out.get(section), dict):
-            out[section] = {**out[section], **values}
+        base = out.get(section)
+        if section in ("limits", "device", "search") and isinstance(base, dict):
+            merged = dict(base)
+            for key, value in values.items():
+                old = merged.get(key)
+                if isinstance(value, dict) and old is not None:
+                    old = old if isinstance(old, dict) else {lv: old for lv in LEVELS}
+                    merged[key] = {**old, **value}
+                else:
+                    merged[key] = value
+            out[section] = merged
         else:
             out[section] = values
     return out
@@ -231,16 +241,19 @@ def _positive(value: Any, field: str, source) -> float:
     return number
 
 
-def _per_level(value: Any, default: float, field: str, source) -> dict[str, float]:
-    if value is None:
-        value = default
-    if isinstance(value, dict):
-        unknown = set(value) - set(LEVELS)
+def _per_level(value: Any, patient: Any, default: float, field: str, source) -> dict[str, float]:
+    """A limit at every level: the plan's (a number, or some levels) over the patient's over the default."""
+    out = {}
+    for layer, where in ((default, field), (patient, f"patient {field}"), (value, field)):
+        if layer is None:
+            continue
+        if not isinstance(layer, dict):
+            layer = {lv: layer for lv in LEVELS}
+        unknown = set(layer) - set(LEVELS)
         if unknown:
-            raise InputError(source, f"unknown levels {sorted(unknown)}; levels are {', '.join(LEVELS)}", field=field)
-        return {lv: _positive(value.get(lv, default), f"{field}.{lv}", source) for lv in LEVELS}
-    number = _positive(value, field, source)
-    return {lv: number for lv in LEVELS}
+            raise InputError(source, f"unknown levels {sorted(unknown)}; levels are {', '.join(LEVELS)}", field=where)
+        out.update({lv: _positive(v, f"{where}.{lv}", source) for lv, v in layer.items()})
+    return out
 
 
 def _activation_caps(raw: dict, groups: list[str], source) -> dict[str, float]:

@@ -21,7 +21,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from lumbar_twin.errors import InputError, LumbarTwinError
-from planning.evaluate import Evaluator, constraint_values, mean_activations, target_errors
+from planning.evaluate import Evaluator, constraint_values, mean_activations, target_objective
 from planning.plan import Plan
 from planning.profile import Profile
 
@@ -35,7 +35,7 @@ class Candidate:
 
     number: int
     profile: Profile
-    error: float  # RMS target error over the frames searched
+    error: float  # the objective over the frames searched (evaluate.target_objective)
     peak_compression_N: float
     constraints: dict[str, float]
     mean_activation: dict[str, dict[str, float]]
@@ -115,7 +115,7 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
         profile = Profile(plan.contact, cycle, knots, tilt, azimuth)
         _, forces = profile.samples(device, push_direction)
         evaluation = evaluator(forces[sample_index])
-        error = float(np.sqrt(np.mean(target_errors(evaluation, plan.targets, cycle) ** 2)))
+        error = target_objective(evaluation, plan.targets, cycle)
         constraints = constraint_values(evaluation, plan.limits, search.margin)
         for key, value in constraints.items():
             trial.set_constraint(key, value)
@@ -124,6 +124,11 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
         trial.set_user_attr("peak_compression_N", peak)
         return (error, peak) if search.mode == "pareto" else error
 
+    if not study.trials:
+        # Start from "no robot": a baseline every study should hold, and feasible whenever the
+        # exercise itself is (random starts may all push too hard under a tight cap).
+        study.enqueue_trial({**{f"knot_{k}_N": 0.0 for k in range(search.knots)},
+                             **({"tilt_deg": 0.0, "azimuth_deg": 0.0} if device.cone_deg > 0 else {})})
     if remaining:
         log.info("study %s: %d of %d trials done, running %d", name, done, search.trials, remaining)
         study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
