@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: phantom MRI -> segmentation -> twin -> plan -> verified device files, with
+# out/demo/index.html showing every stage; and the bundled sample patient's twin in out/.
 demo: $(STAMP)
 	$(BIN)/lumbar-twin build data/sample/patient.json --out out/
+	$(BIN)/lumbar-twin demo --out out/demo
 
 # A synthetic lumbar Dixon MRI (phantom, seed 1) and its segmentation, generated, not shipped.
 sample-mri: $(STAMP)

@@ -129,6 +129,29 @@ def _parser() -> argparse.ArgumentParser:
     wi.add_argument("--out", default="whatif.png", help="picture to write (default whatif.png)")
     wi.set_defaults(run=_run_whatif)
 
+    demo = commands.add_parser(
+        "demo", help="the whole pipeline on a synthetic patient, with a report",
+        description="Phantom MRI -> segmentation -> patient twin -> plan -> verification -> device files, "
+                    "each stage printed with its figures, everything under --out with an index.html report.")
+    demo.add_argument("--out", required=True, help="output folder")
+    demo.add_argument("--seed", type=int, default=1, help="phantom seed (default 1)")
+    demo.add_argument("--exercise", default="trunk_extension")
+    demo.add_argument("--targets", default="multifidus=0.25", metavar="LIST")
+    demo.add_argument("--trials", type=int, default=200)
+    demo.set_defaults(run=_run_demo)
+
+    batch = commands.add_parser(
+        "batch", help="patients x exercises x targets from a manifest, in parallel and resumable",
+        description="Run every row of a manifest (patient file, morphometry + anthropometry, or Dixon images; an "
+                    "exercise, targets and limits) to a verified device profile in DIR/items/<id>/, in parallel; "
+                    "finished items are kept on a rerun; DIR/summary.csv and summary.png at the end.")
+    batch.add_argument("manifest", help="manifest CSV (see data/sample/manifest.csv)")
+    batch.add_argument("--out", required=True, help="batch folder")
+    batch.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    batch.add_argument("--storage", metavar="URL", help="optuna storage shared by the items' studies (as for plan)")
+    batch.add_argument("--dask", metavar="ADDRESS", help="run the items on this Dask scheduler instead")
+    batch.set_defaults(run=_run_batch)
+
     ph = commands.add_parser("phantom", help="synthetic lumbar Dixon MRI with known truth",
                              description="Write a synthetic lumbar Dixon MRI (water, fat, vertebra labels), "
                                          "its true muscle labels and truth.json (morphometry schema).")
@@ -321,6 +344,29 @@ def _run_whatif(args: argparse.Namespace) -> int:
                  title=f"what if: {w.plan.exercise}, profile x {args.scale:g}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import opensim
+
+    from planning.demo import run_demo
+    from planning.plan import command_line_overlay
+
+    opensim.Logger.setLevelString("warn")
+    start = time.perf_counter()
+    run_demo(args.out, seed=args.seed, exercise=args.exercise, targets=command_line_overlay(args.targets)["targets"],
+             trials=args.trials)
+    print(f"demo done in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from planning.batch import run_batch
+
+    if args.workers < 1:
+        raise LumbarTwinError(f"--workers must be at least 1, not {args.workers}")
+    rows = run_batch(args.manifest, args.out, workers=args.workers, storage=args.storage, dask_address=args.dask)
+    return 0 if all(r["status"].startswith("done") for r in rows) else 1
 
 
 def _run_phantom(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,10 +77,15 @@ def open_storage(url: str | None):
     if url.startswith("journal:") or "://" not in url:
         path = url.removeprefix("journal:")
         return JournalStorage(JournalFileBackend(path))
-    try:
-        return RDBStorage(url, heartbeat_interval=None)
-    except Exception as exc:  # SQLAlchemy raises many kinds; the user needs the one line
-        raise InputError(None, f"cannot open {redact(url)}: {str(exc).splitlines()[0]}", field="--storage") from None
+    for attempt in range(4):
+        try:
+            return RDBStorage(url, heartbeat_interval=None)
+        except Exception as exc:  # SQLAlchemy raises many kinds; the user needs the one line
+            # Workers starting together on a fresh database race to create optuna's tables:
+            # the loser finds them made on a second try.
+            problem = str(exc).splitlines()[0]
+            time.sleep(0.5 * (attempt + 1))
+    raise InputError(None, f"cannot open {redact(url)}: {problem}", field="--storage")
 
 
 def redact(url: str | None) -> str | None:
