@@ -249,8 +249,8 @@ def _summary_figure(rows: list[dict], path: Path) -> None:
     y = np.arange(len(rows))
     for k, row in enumerate(rows):
         if not row["status"].startswith("done"):
-            ax1.text(0.01, k, f"{row['status']}: {str(row.get('message', ''))[:60]}", va="center", color="tab:red",
-                     fontsize=7)
+            ax1.text(0.01, k, f"{row['status']}: {str(row.get('message', ''))[-60:]}", va="center", color="tab:red",
+                     fontsize=7, transform=ax1.get_yaxis_transform())
             continue
         targets = row.get("targets_value") or {}
         for label, pair in (part.split("=") for part in row["mean_activation"].split("; ")):
