@@ -131,6 +131,9 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
         fail(f"unknown contact {contact!r}; known: {', '.join(known)}", "contact")
     if known[contact].push_direction is None:
         pads = [c.name for c in spec.contacts if c.push_direction is not None]
+        if not pads:
+            fail("this twin records no pad directions (built by an older lumbar-twin): rebuild it with "
+                 "`lumbar-twin build`", "contact")
         fail(f"{contact!r} is not a pad a robot can push on; choose {' or '.join(pads)}", "contact")
 
     groups = sorted({f.group for f in spec.fascicles})

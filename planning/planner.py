@@ -124,7 +124,7 @@ def _identity(twin: LoadedTwin, plan: Plan) -> dict[str, str]:
 
 def _no_feasible_message(result: SearchResult, plan: Plan) -> str:
     """Name the limit that binds: the one the least-violating trial still breaks most."""
-    least = min(result.candidates, key=lambda c: max(0.0, c.binding[1]) + sum(max(0.0, v) for v in c.constraints.values()))
+    least = min(result.candidates, key=lambda c: sum(max(0.0, v) for v in c.constraints.values()))
     key, value = least.binding
     margin = plan.search.margin
     return (f"no profile meets the limits in {len(result.candidates)} trials: {_limit_name(key, plan)} binds "

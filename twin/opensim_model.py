@@ -14,6 +14,9 @@ import opensim as osim
 
 from twin.spec import Joint, ModelSpec
 
+# OpenSim logs to ./opensim.log by default: a toolkit must not litter the user's folder.
+osim.Logger.removeFileSink()
+
 _TRANSLATION_AXES = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
