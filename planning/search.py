@@ -55,7 +55,7 @@ class Candidate:
 class SearchResult:
     study_name: str
     candidates: tuple[Candidate, ...]  # every completed trial
-    trials_run: int  # by this process
+    trials_run: int  # by this process (other workers may have added to the study)
 
     @property
     def feasible(self) -> list[Candidate]:
@@ -113,8 +113,11 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
     study = _study(plan, storage, name, identity)
     done = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     remaining = max(0, search.trials - done)
+    ran = 0
 
     def objective(trial: optuna.Trial):
+        nonlocal ran
+        ran += 1
         knots = tuple(trial.suggest_float(f"knot_{k}_N", 0.0, device.max_force_N) for k in range(search.knots))
         tilt = trial.suggest_float("tilt_deg", 0.0, device.cone_deg) if device.cone_deg > 0 else 0.0
         azimuth = trial.suggest_float("azimuth_deg", -180.0, 180.0) if device.cone_deg > 0 else 0.0
@@ -137,10 +140,11 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
                              **({"tilt_deg": 0.0, "azimuth_deg": 0.0} if device.cone_deg > 0 else {})})
     if remaining:
         log.info("study %s: %d of %d trials done, running %d", name, done, search.trials, remaining)
-        study.optimize(objective, n_trials=remaining, show_progress_bar=progress,
+        # A trial whose statics fails is recorded as failed; the search goes on.
+        study.optimize(objective, n_trials=remaining, show_progress_bar=progress, catch=(LumbarTwinError,),
                        callbacks=[MaxTrialsCallback(search.trials, states=(TrialState.COMPLETE,))])
     candidates = tuple(_candidate(t, plan, cycle) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return SearchResult(name, candidates, remaining)
+    return SearchResult(name, candidates, ran)
 
 
 def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) -> optuna.Study:
