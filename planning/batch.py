@@ -239,13 +239,11 @@ def _patient_file(item: Item, f: dict[str, str], stage: Path) -> Path:
 
 
 def _summary_figure(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: a notebook's backend stays as it is
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.6), sharey=True, constrained_layout=True)
+    fig = Figure(figsize=(11, 0.45 * len(rows) + 1.6), constrained_layout=True)
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
     y = np.arange(len(rows))
     for k, row in enumerate(rows):
         if not row["status"].startswith("done"):
@@ -268,5 +266,4 @@ def _summary_figure(rows: list[dict], path: Path) -> None:
     fig.suptitle("batch summary", fontsize=10)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, path)

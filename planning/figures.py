@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+# pyplot without choosing a backend: notebooks keep inline plots; headless runs fall back to Agg.
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # files only; notebooks display the saved PNGs or the returned figures
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from planning.evaluate import Evaluation  # noqa: E402
-from planning.plan import Plan  # noqa: E402
-from twin.spec import GROUP_COLORS, LEVELS, SIDES  # noqa: E402
+from planning.evaluate import Evaluation
+from planning.plan import Plan
+from twin.spec import GROUP_COLORS, LEVELS, SIDES
 
 LEVEL_COLORS = dict(zip(LEVELS, plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(LEVELS)))))
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: drawing a file leaves the user's backend alone
+from matplotlib.lines import Line2D
+from matplotlib.patches import Polygon
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Polygon  # noqa: E402
-
-from twin.kinematics import body_transforms, path_points_world  # noqa: E402
-from twin.spec import GROUP_COLORS, GROUPS, ModelSpec  # noqa: E402
+from twin.kinematics import body_transforms, path_points_world
+from twin.spec import GROUP_COLORS, GROUPS, ModelSpec
 
 # Vertebral body outline (depth x height) drawn in each lumbar frame; template-size, scaled.
 _BODY_HALF_DEPTH_M, _BODY_HALF_HEIGHT_M, _BODY_HALF_WIDTH_M = 0.0175, 0.013, 0.023
@@ -24,8 +22,8 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
     transforms = body_transforms(spec)
     scale = spec.height_m / 1.75
     ncols = 3 if template is not None else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(4.6 * ncols, 6.4),
-                             gridspec_kw={"width_ratios": [0.8, 0.8, 1.3][:ncols]})
+    fig = Figure(figsize=(4.6 * ncols, 6.4))
+    axes = fig.subplots(1, ncols, gridspec_kw={"width_ratios": [0.8, 0.8, 1.3][:ncols]})
     # Seen from behind, the patient's right (+z) is on the viewer's right: no axis flip.
     views = ((axes[0], 0, "sagittal (right side view)", "anterior x [m]"),
              (axes[1], 2, "frontal (view from behind)", "right z [m]"))
@@ -55,7 +53,7 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
         ax.set_ylabel("superior y [m]")
         ax.set_aspect("equal")
         ax.grid(alpha=0.2)
-    handles = [plt.Line2D([], [], color=GROUP_COLORS[g], lw=2, label=g.replace("_", " ")) for g in GROUPS]
+    handles = [Line2D([], [], color=GROUP_COLORS[g], lw=2, label=g.replace("_", " ")) for g in GROUPS]
     fig.legend(handles=handles, loc="lower center", ncol=len(GROUPS), fontsize=8, frameon=False)
 
     if template is not None:
@@ -63,7 +61,6 @@ def draw_twin(spec: ModelSpec, path: str | Path, template: ModelSpec | None = No
     fig.suptitle(title or spec.name, fontsize=12)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _strength_bars(ax, spec: ModelSpec, template: ModelSpec) -> None:
