@@ -67,11 +67,13 @@ def _parser() -> argparse.ArgumentParser:
 
     seg = commands.add_parser(
         "segment", help="lumbar MRI -> muscle labels and morphometry (CSA, lean CSA, fat fraction)",
-        description="Segment psoas, quadratus lumborum, erector spinae and multifidus on Dixon MRI (NIfTI "
-                    "or DICOM folders) and measure them at every disc level.")
+        description="Segment psoas, quadratus lumborum, erector spinae and multifidus on Dixon MRI (--water, "
+                    "--fat) or a single T1-weighted image (--image), NIfTI or DICOM folders, and measure them "
+                    "at every disc level.")
     seg.add_argument("--water", help="Dixon water image (.nii, .nii.gz or DICOM folder)")
     seg.add_argument("--fat", help="Dixon fat image, same grid")
-    seg.add_argument("--image", help="single-contrast image (not supported yet)")
+    seg.add_argument("--image", help="single-contrast T1-weighted image (fat bright) instead of --water/--fat; "
+                                     "fat fraction from a 3-class Gaussian mixture per muscle (docs/imaging.md)")
     seg.add_argument("--vertebrae", help="vertebra label map on the same grid")
     seg.add_argument("--vertebra-labels", metavar="CONVENTION",
                      help="'default' (L1..L5 = 1..5, S1 = 6), 'totalsegmentator', or a JSON {\"L1\": value, ...}")
