@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
-from imaging.labels import muscle_label_map, vertebra_convention
+from imaging.find_levels import find_spine
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
 from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
@@ -49,20 +50,22 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     every input fault is raised before anything is written."""
     reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
     against = "water image" if contrast is None else "image"
-    if vertebrae is None:
-        raise InputError(None, "automatic level detection is not available yet: give --vertebrae "
-                               "(vertebral bodies L1..L5 = 1..5, S1 = 6, or --vertebra-labels)", field="--vertebrae")
-    vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), reference, vertebrae, against)
-    convention = vertebra_convention(vertebra_labels)
-    levels = levels_from_vertebrae(np.rint(vert_img.data).astype(np.int32), convention, str(vertebrae))
     spacing = reference.spacing_mm
+    if vertebrae is None:  # levels and vertebral bodies found on the image itself
+        found = find_spine(water_data, fat_data, spacing, reference.source)
+        levels, vertebra_map, convention = found.levels, found.vertebrae.astype(np.int32), DEFAULT_VERTEBRA_LABELS
+    else:
+        vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), reference, vertebrae, against)
+        convention = vertebra_convention(vertebra_labels)
+        vertebra_map = np.rint(vert_img.data).astype(np.int32)
+        levels = levels_from_vertebrae(vertebra_map, convention, str(vertebrae))
 
     if labels is not None:
         if label_map is None:
             raise InputError(labels, "an external label map needs --label-map (name -> value JSON)")
         muscle_labels = _import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
     else:
-        muscle_labels = segment(water_data, fat_data, np.rint(vert_img.data).astype(np.int32), convention, spacing)
+        muscle_labels = segment(water_data, fat_data, vertebra_map, convention, spacing)
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
@@ -85,6 +88,7 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                   + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
         "fat_fraction": fat_method,
         "contrast": "dixon" if contrast is None else "single",
+        "levels_from": "vertebra label map" if vertebrae is not None else "found on the image (imaging.find_levels)",
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],

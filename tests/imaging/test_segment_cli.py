@@ -79,6 +79,16 @@ def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_di
     assert nib.load(str(tmp_path / "t1" / "labels.nii.gz")).shape == nib.load(str(phantom_dir / "t1.nii.gz")).shape
 
 
+def test_without_vertebrae_the_levels_are_found_on_the_image(phantom_dir, tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert main(["segment", "--image", str(phantom_dir / "t1.nii.gz"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "levels found on the image: L1-L2 at slice" in printed
+    morph = load_morphometry(out / "morphometry.json")
+    assert morph.provenance["levels_found"] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert morph.provenance["levels_from"].startswith("found on the image")
+
+
 def test_image_and_dixon_together_are_refused(phantom_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", "--image", str(phantom_dir / "t1.nii.gz"), "--water", str(phantom_dir / "water.nii.gz"),
