@@ -60,7 +60,8 @@ def gmm_fat_fraction(signals: np.ndarray, weights: np.ndarray, scale: IntensityS
     n = min(N_CLASSES, max(1, signals.shape[0] // MIN_VOXELS_PER_CLASS))
     quantiles = np.quantile(signals[:, 0], (np.arange(n) + 0.5) / n).reshape(-1, 1)
     spread = float(np.var(signals)) + 1e-12
-    mixture = GaussianMixture(n, covariance_type="full", means_init=quantiles, reg_covar=1e-3 * spread,
+    mixture = GaussianMixture(n, covariance_type="full", means_init=quantiles, init_params="k-means++",
+                              reg_covar=1e-3 * spread,
                               random_state=0, max_iter=200).fit(signals)
     order = np.argsort(mixture.means_[:, 0])
     content = np.clip(scale.fat_fraction(mixture.means_[order, 0]), 0.0, 1.0)
