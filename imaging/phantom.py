@@ -1,5 +1,6 @@
-"""Synthetic lumbar Dixon MRI whose truth is known: water, fat, vertebra labels, muscle labels
-and the morphometry at every disc level.
+"""Synthetic lumbar MRI whose truth is known: Dixon water and fat, a single-contrast
+T1-weighted image of the same subject, vertebra labels, muscle labels and the morphometry at
+every disc level.
 
 The anatomy is drawn in patient millimetres (x right, y anterior, z superior; z = 0 at the S1
 endplate) from a seed: vertebral bodies, discs, canal, posterior elements and iliac wings;
@@ -8,7 +9,9 @@ cross-sectional areas follow the healthy norms at each disc (data/lumbar_templat
 reference_morphometry) scaled per subject, muscle and side. Muscles that touch are parted by
 a thin fascial plane; fat infiltrates them diffusely and in patches. The volume is sampled
 with partial volume (sub-voxel averaging) on an anisotropic grid in one of several
-orientations, with a small obliquity and offset, a smooth bias field and Rician noise.
+orientations, with a small obliquity and offset, a smooth bias field and Rician noise. The
+T1-weighted image is the same water and fat proton densities under spin-echo T1 weighting
+(fat bright, muscle grey), with the same bias field and its own Rician noise.
 """
 from __future__ import annotations
 
@@ -41,6 +44,12 @@ DIFFUSE_FAT = {"psoas": (0.02, 0.08), "quadratus_lumborum": (0.04, 0.14),
 #: Array axis codes a stack may be stored in (all axial: slices along S-I).
 ORIENTATIONS = (("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("R", "P", "I"), ("P", "L", "S"), ("A", "R", "I"))
 FASCIA_MM = 1.2
+#: Spin-echo T1 weighting, 1.5 T, TR 500 ms, TE 10 ms: relaxation of skeletal muscle (T1 about
+#: 1008 ms, T2 44 ms) and subcutaneous fat (T1 343 ms, T2 58 ms) after Gold et al. 2004 (AJR
+#: 183:343). Signal per unit proton density, relative to fat's: water (muscle) about 0.48.
+TR_MS, TE_MS = 500.0, 10.0
+T1_WEIGHT_WATER = (1 - math.exp(-TR_MS / 1008.0)) * math.exp(-TE_MS / 44.0)
+T1_WEIGHT_FAT = (1 - math.exp(-TR_MS / 343.0)) * math.exp(-TE_MS / 58.0)
 SUBSAMPLES = (2, 2, 2)
 
 
@@ -296,6 +305,9 @@ class Phantom:
     anatomy: Anatomy
     noise: float
     orientation: tuple[str, str, str]
+    t1: np.ndarray | None = None  # single-contrast T1-weighted image, same grid and truth
+    #: patient mm (Anatomy's frame) -> scanner mm: where the truth's disc planes lie in the image
+    patient_to_scanner: np.ndarray | None = None
 
 
 def make_phantom(seed: int = 0, noise: float = 0.04, orientation: tuple[str, str, str] | None = None,
@@ -326,23 +338,33 @@ def make_phantom(seed: int = 0, noise: float = 0.04, orientation: tuple[str, str
 
     bias = _bias_field(shape, rng)
     sigma = noise * 1.0
+    t1 = (water * T1_WEIGHT_WATER + fat * T1_WEIGHT_FAT) / T1_WEIGHT_FAT  # pure fat, PD 1 -> 1
     water = _rician(water * bias, sigma, rng)
     fat = _rician(fat * bias, sigma, rng)
+    t1 = _rician(t1 * bias, sigma, rng)  # drawn after the Dixon noise: Dixon phantoms unchanged
     truth = _truth(anatomy, seed)
     # Store in the requested orientation.
-    data_ras = {"water": water, "fat": fat, "labels": labels, "vertebrae": vertebrae}
+    data_ras = {"water": water, "fat": fat, "t1": t1, "labels": labels, "vertebrae": vertebrae}
     stored, affine = _reorient(data_ras, ras, orientation)
+    to_scanner = np.eye(4)
+    to_scanner[:3, :3] = rotation
+    to_scanner[:3, 3] = centre + offset - rotation @ centre
     return Phantom(stored["water"], stored["fat"], stored["vertebrae"], stored["labels"], affine, truth, anatomy,
-                   noise, orientation)
+                   noise, orientation, stored["t1"], to_scanner)
 
 
 def write_phantom(phantom: Phantom, out_dir: str | Path) -> dict[str, Path]:
-    """water.nii.gz, fat.nii.gz, vertebrae.nii.gz, labels_truth.nii.gz, truth.json."""
+    """water.nii.gz, fat.nii.gz, t1.nii.gz (when made), vertebrae.nii.gz, labels_truth.nii.gz,
+    truth.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    for name, array, dtype in (("water", phantom.water, np.float32), ("fat", phantom.fat, np.float32),
-                               ("vertebrae", phantom.vertebrae, np.uint8), ("labels_truth", phantom.labels, np.uint8)):
+    arrays = [("water", phantom.water, np.float32), ("fat", phantom.fat, np.float32),
+              ("t1", phantom.t1, np.float32), ("vertebrae", phantom.vertebrae, np.uint8),
+              ("labels_truth", phantom.labels, np.uint8)]
+    for name, array, dtype in arrays:
+        if array is None:
+            continue
         img = nib.Nifti1Image(array.astype(dtype), phantom.affine)
         img.set_qform(phantom.affine, code=1)
         img.set_sform(phantom.affine, code=1)

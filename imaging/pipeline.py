@@ -1,11 +1,16 @@
 """MRI in, morphometry out: load -> levels -> segment (or import labels) -> quantify -> files.
 
+Dixon water + fat is the primary path; a single T1-weighted image goes through a pseudo fat map
+(imaging.single_contrast) to the same segmenter, and its fat fraction comes from a 3-class
+Gaussian mixture per muscle (imaging.gmm_fat).
+
 `run_segmentation` writes, into one folder and only when all are complete:
 labels.nii.gz (the input's own grid and affine), morphometry.json, morphometry.csv, qc.png.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,12 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
-from imaging.labels import muscle_label_map, vertebra_convention
+from imaging.find_levels import find_spine
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
 from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
-from imaging.quantify import quantify
+from imaging.gmm_fat import single_contrast_fat_fraction
+from imaging.quantify import measure, quantify
 from imaging.segment import segment
+from imaging.single_contrast import calibrate_on_psoas, prepare
 from lumbar_twin import __version__
 from lumbar_twin.errors import InputError
 from lumbar_twin.fileio import staged_directory, write_json_atomic, write_text_atomic
@@ -38,46 +46,59 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                      image: str | Path | None = None, vertebrae: str | Path | None = None,
                      vertebra_labels: str | None = None, labels: str | Path | None = None,
                      label_map: str | Path | None = None, subject: str | None = None) -> SegmentationResult:
-    """Segment and quantify a lumbar MRI; every input fault is raised before anything is written."""
-    if image is not None:
-        raise InputError(image, "single-contrast images are not supported yet: give Dixon --water and --fat")
-    if water is None or fat is None:
-        raise InputError(None, "give both --water and --fat (Dixon)", field="--water/--fat")
-    water_img = load_image(water, "water image")
-    fat_img = _on_grid(load_image(fat, "fat image"), water_img, fat)
-    if vertebrae is None:
-        raise InputError(None, "automatic level detection is not available yet: give --vertebrae "
-                               "(vertebral bodies L1..L5 = 1..5, S1 = 6, or --vertebra-labels)", field="--vertebrae")
-    vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), water_img, vertebrae)
-    convention = vertebra_convention(vertebra_labels)
-    levels = levels_from_vertebrae(np.rint(vert_img.data).astype(np.int32), convention, str(vertebrae))
-    spacing = water_img.spacing_mm
+    """Segment and quantify a lumbar MRI (Dixon `water` + `fat`, or one T1-weighted `image`);
+    every input fault is raised before anything is written."""
+    reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
+    against = "water image" if contrast is None else "image"
+    spacing = reference.spacing_mm
+    if vertebrae is None:  # levels and vertebral bodies found on the image itself
+        found = find_spine(water_data, fat_data, spacing, reference.source)
+        levels, vertebra_map, convention = found.levels, found.vertebrae.astype(np.int32), DEFAULT_VERTEBRA_LABELS
+    else:
+        vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), reference, vertebrae, against)
+        convention = vertebra_convention(vertebra_labels)
+        vertebra_map = np.rint(vert_img.data).astype(np.int32)
+        levels = levels_from_vertebrae(vertebra_map, convention, str(vertebrae))
 
     if labels is not None:
         if label_map is None:
             raise InputError(labels, "an external label map needs --label-map (name -> value JSON)")
-        muscle_labels = _import_labels(_on_grid(load_image(labels, "label map"), water_img, labels), label_map)
+        muscle_labels = _import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
     else:
-        muscle_labels = segment(water_img.data, fat_img.data, np.rint(vert_img.data).astype(np.int32),
-                                convention, spacing)
+        muscle_labels = segment(water_data, fat_data, vertebra_map, convention, spacing)
 
-    water_hash = water_img.content_hash()
-    pseudonym = subject or f"subject-{water_hash}"
-    morphometry = quantify(muscle_labels, water_img.data, fat_img.data, water_img.affine, levels, pseudonym)
+    reference_hash = reference.content_hash()
+    pseudonym = subject or f"subject-{reference_hash}"
+    if contrast is None:
+        morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym)
+        fat_method = "Dixon F/(F+W), Rician-corrected, signal-weighted over each muscle at the disc"
+        inputs = {"water": reference_hash, "fat": content_hash(fat_data)}
+    else:
+        scale = calibrate_on_psoas(contrast.corrected, muscle_labels, contrast.scale)
+        morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
+                              single_contrast_fat_fraction(contrast.corrected, scale))
+        fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
+                      f"T1-weighted signal, classes read on a lean-to-fat scale (psoas = {scale.lean_fraction:g}, "
+                      f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
+                      f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
+        inputs = {"image": reference_hash}
     morphometry = replace(morphometry, provenance={
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
-        "method": "imported label map" if labels is not None else "built-in seeded watershed (imaging.segment)",
-        "fat_fraction": "Dixon F/(F+W), Rician-corrected, signal-weighted over each muscle at the disc",
+        "method": "imported label map" if labels is not None else "built-in seeded watershed (imaging.segment)"
+                  + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
+        "fat_fraction": fat_method,
+        "contrast": "dixon" if contrast is None else "single",
+        "levels_from": "vertebra label map" if vertebrae is not None else "found on the image (imaging.find_levels)",
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
-        "inputs": {"water": water_hash, "fat": fat_img.content_hash()},
+        "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
-        save_on_input_grid(muscle_labels, water_img, stage / "labels.nii.gz")
+        save_on_input_grid(muscle_labels, reference, stage / "labels.nii.gz")
         write_json_atomic(stage / "morphometry.json", morphometry.to_dict())
         write_text_atomic(stage / "morphometry.csv", morphometry_csv(morphometry))
-        draw_qc(water_img.data, muscle_labels, levels, morphometry, spacing, stage / "qc.png",
+        draw_qc(reference.data, muscle_labels, levels, morphometry, spacing, stage / "qc.png",
                 title=f"{pseudonym}: {', '.join(levels.found)}")
     return SegmentationResult(morphometry, levels, muscle_labels, out_dir)
 
@@ -91,9 +112,29 @@ def morphometry_csv(morphometry: Morphometry) -> str:
     return buffer.getvalue()
 
 
-def _on_grid(other: Image, reference: Image, path) -> Image:
+def _load_contrast(water, fat, image):
+    """(reference image, water-like, fat-like, SingleContrast or None) from either input kind."""
+    if image is not None:
+        if water is not None or fat is not None:
+            raise InputError(None, "give either --image or --water and --fat, not both", field="--image")
+        reference = load_image(image, "image")
+        contrast = prepare(reference.data, str(image))
+        return reference, contrast.water_like, contrast.fat_like, contrast
+    if water is None or fat is None:
+        raise InputError(None, "give both --water and --fat (Dixon), or --image (single contrast)",
+                         field="--water/--fat")
+    water_img = load_image(water, "water image")
+    fat_img = _on_grid(load_image(fat, "fat image"), water_img, fat)
+    return water_img, water_img.data, fat_img.data, None
+
+
+def content_hash(data: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(data, dtype=np.float32).tobytes()).hexdigest()[:12]
+
+
+def _on_grid(other: Image, reference: Image, path, against: str = "water image") -> Image:
     if not same_grid(other, reference):
-        raise InputError(path, f"grid {other.shape} does not match the water image grid {reference.shape}")
+        raise InputError(path, f"grid {other.shape} does not match the {against} grid {reference.shape}")
     return other
 
 

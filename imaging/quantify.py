@@ -10,6 +10,8 @@ from the air around the body. Lean CSA = CSA x (1 - fat fraction).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -23,8 +25,23 @@ MIN_CORE_SHARE = 0.4
 
 def quantify(labels: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.ndarray, levels: Levels,
              subject: str, noise_sigma: tuple[float, float] | None = None) -> Morphometry:
-    """Morphometry of every labelled muscle at every level found (canonical arrays)."""
+    """Morphometry of every labelled muscle at every level found (canonical arrays), Dixon."""
     sigma_w, sigma_f = noise_sigma if noise_sigma is not None else background_sigma(water, fat)
+
+    def dixon(masks, weights, slices):
+        return _fat_fraction(masks, weights, [water[:, :, k] for k in slices], [fat[:, :, k] for k in slices],
+                             sigma_w, sigma_f)
+
+    return measure(labels, affine, levels, subject, dixon)
+
+
+#: fat_fraction(masks on the two bracketing slices, their weights, their slice indices) -> 0..1
+FatFraction = Callable[[list, list, list], float]
+
+
+def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str,
+            fat_fraction: FatFraction) -> Morphometry:
+    """CSA from the labels at each disc, and the fat fraction from `fat_fraction`, whatever the contrast."""
     pixel_area = float(np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1])))
     voxel_volume = abs(float(np.linalg.det(affine[:3, :3])))
     rows = []
@@ -34,15 +51,20 @@ def quantify(labels: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.
         k1 = min(k0 + 1, labels.shape[2] - 1)
         weight = float(np.clip(position - k0, 0.0, 1.0)) if k1 != k0 else 0.0
         for (muscle, side), value in MUSCLE_LABELS.items():
-            areas = [(labels[:, :, k] == value).sum() * pixel_area for k in (k0, k1)]
+            masks = [labels[:, :, k] == value for k in (k0, k1)]
+            areas = [mask.sum() * pixel_area for mask in masks]
             csa = (1 - weight) * areas[0] + weight * areas[1]
-            ff = _fat_fraction([labels[:, :, k] == value for k in (k0, k1)], [1 - weight, weight],
-                               [water[:, :, k] for k in (k0, k1)], [fat[:, :, k] for k in (k0, k1)],
-                               sigma_w, sigma_f)
+            ff = fat_fraction(masks, [1 - weight, weight], [k0, k1])
             rows.append(MuscleMeasure(muscle, side, level, round(float(csa), 1),
                                       round(float(csa * (1 - ff)), 1), round(float(ff), 4)))
     volumes = {f"{m}_{s}": round(float((labels == v).sum() * voxel_volume), 1) for (m, s), v in MUSCLE_LABELS.items()}
     return Morphometry(subject, tuple(rows), provenance={}, volumes_mm3=volumes)
+
+
+def core(mask: np.ndarray) -> np.ndarray:
+    """The muscle's section without its outer ring of voxels, if at least MIN_CORE_SHARE remains."""
+    inner = ndimage.binary_erosion(mask)
+    return inner if inner.sum() >= MIN_CORE_SHARE * mask.sum() else mask
 
 
 def background_sigma(water: np.ndarray, fat: np.ndarray) -> tuple[float, float]:
@@ -60,8 +82,7 @@ def _fat_fraction(masks, weights, waters, fats, sigma_w: float, sigma_f: float) 
     for mask, weight, w, f in zip(masks, weights, waters, fats):
         if weight <= 0 or not mask.any():
             continue
-        core = ndimage.binary_erosion(mask)
-        roi = core if core.sum() >= MIN_CORE_SHARE * mask.sum() else mask
+        roi = core(mask)
         fat_sum += weight * roi.sum() * _mean_amplitude(f[roi], sigma_f)
         water_sum += weight * roi.sum() * _mean_amplitude(w[roi], sigma_w)
     total = fat_sum + water_sum

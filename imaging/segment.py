@@ -50,7 +50,7 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         ff = np.where(total > 1e-6, fat_s / total, 1.0)
-    body = _body(total)
+    body = body_mask(total)
     lean_level = float(np.median(total[body & (ff < 0.2)])) if np.any(body & (ff < 0.2)) else float(total[body].mean())
 
     geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
@@ -69,7 +69,8 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     return _close_outlines(labels, ff, spine, body, spacing_mm)
 
 
-def _body(total: np.ndarray) -> np.ndarray:
+def body_mask(total: np.ndarray) -> np.ndarray:
+    """Per slice, the largest connected region brighter than a fifth of the 99th percentile, filled."""
     threshold = 0.2 * np.percentile(total, 99)
     mask = total > threshold
     out = np.zeros_like(mask)
@@ -99,7 +100,8 @@ def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraG
 
 
 def _spine_exclusion(vertebrae, geometry, convention, spacing_mm) -> np.ndarray:
-    """Vertebral bodies, the discs between them, and the canal strip behind them."""
+    """Vertebral bodies, the discs between them, the canal strip behind them and the midline in
+    front of them."""
     sx, sy, _ = spacing_mm
     nx, ny, nz = vertebrae.shape
     out = np.zeros(vertebrae.shape, bool)
@@ -118,7 +120,10 @@ def _spine_exclusion(vertebrae, geometry, convention, spacing_mm) -> np.ndarray:
         back = cy - g.half_depth_mm / sy
         strip = (np.abs(gx - cx) * sx < 0.55 * g.half_depth_mm) & (gy <= back) & \
             (gy >= back - 1.3 * g.half_depth_mm / sy)
-        out[:, :, k] |= strip
+        # prevertebral midline (great vessels, bowel): no muscle crosses the midline in front of
+        # the body, and lean tissue there would join the two psoas and the viscera
+        front = (np.abs(gx - cx) * sx < 0.5 * g.half_width_mm) & (gy >= cy)
+        out[:, :, k] |= strip | front
     return out
 
 

@@ -67,12 +67,15 @@ def _parser() -> argparse.ArgumentParser:
 
     seg = commands.add_parser(
         "segment", help="lumbar MRI -> muscle labels and morphometry (CSA, lean CSA, fat fraction)",
-        description="Segment psoas, quadratus lumborum, erector spinae and multifidus on Dixon MRI (NIfTI "
-                    "or DICOM folders) and measure them at every disc level.")
+        description="Segment psoas, quadratus lumborum, erector spinae and multifidus on Dixon MRI (--water, "
+                    "--fat) or a single T1-weighted image (--image), NIfTI or DICOM folders, and measure them "
+                    "at every disc level.")
     seg.add_argument("--water", help="Dixon water image (.nii, .nii.gz or DICOM folder)")
     seg.add_argument("--fat", help="Dixon fat image, same grid")
-    seg.add_argument("--image", help="single-contrast image (not supported yet)")
-    seg.add_argument("--vertebrae", help="vertebra label map on the same grid")
+    seg.add_argument("--image", help="single-contrast T1-weighted image (fat bright) instead of --water/--fat; "
+                                     "fat fraction from a 3-class Gaussian mixture per muscle (docs/imaging.md)")
+    seg.add_argument("--vertebrae", help="vertebra label map on the same grid (without it the discs and vertebral "
+                                         "bodies are found on the image, numbered up from the sacrum)")
     seg.add_argument("--vertebra-labels", metavar="CONVENTION",
                      help="'default' (L1..L5 = 1..5, S1 = 6), 'totalsegmentator', or a JSON {\"L1\": value, ...}")
     seg.add_argument("--labels", help="external muscle label map (skips the built-in segmenter)")
@@ -242,7 +245,9 @@ def _run_segment(args: argparse.Namespace) -> int:
                               subject=args.subject)
     levels = result.levels
     print(f"segmented {result.morphometry.subject}: levels {', '.join(levels.found)} "
-          f"in {time.perf_counter() - start:.1f} s")
+          f"in {time.perf_counter() - start:.1f} s"
+          + ("" if args.vertebrae else " (levels found on the image: " + ", ".join(
+              f"{lv} at slice {levels.disc_slice[lv]:.1f}" for lv in levels.found) + ")"))
     if levels.missing:
         print(f"  not in the image: {', '.join(levels.missing)}", file=sys.stderr)
     for name in OUTPUT_FILES:

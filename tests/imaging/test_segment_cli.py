@@ -62,6 +62,40 @@ def test_external_label_map_is_imported_with_a_mapping(phantom_dir, tmp_path):
     assert load_morphometry(out / "morphometry.json").provenance["method"] == "imported label map"
 
 
+def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_dir, tmp_path):
+    """`--image t1.nii.gz`: same files; CSA close to the Dixon path's, fat fraction near it, and
+    the provenance says which method made the fat fraction."""
+    assert main(["segment", "--image", str(phantom_dir / "t1.nii.gz"), "--vertebrae",
+                 str(phantom_dir / "vertebrae.nii.gz"), "--out", str(tmp_path / "t1")]) == 0
+    assert main(segment_args(phantom_dir, tmp_path / "dixon")) == 0
+    assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == sorted(p.name for p in (tmp_path / "dixon").iterdir())
+    single, dixon = load_morphometry(tmp_path / "t1" / "morphometry.json"), load_morphometry(tmp_path / "dixon" /
+                                                                                             "morphometry.json")
+    assert single.provenance["contrast"] == "single" and "Gaussian mixture" in single.provenance["fat_fraction"]
+    assert dixon.provenance["contrast"] == "dixon"
+    big = [(a, b) for a, b in zip(single.muscles, dixon.muscles) if b.csa_mm2 >= 400]
+    assert np.median([abs(a.csa_mm2 / b.csa_mm2 - 1) for a, b in big]) < 0.03
+    assert np.mean([abs(a.fat_fraction - b.fat_fraction) for a, b in big]) < 0.05
+    assert nib.load(str(tmp_path / "t1" / "labels.nii.gz")).shape == nib.load(str(phantom_dir / "t1.nii.gz")).shape
+
+
+def test_without_vertebrae_the_levels_are_found_on_the_image(phantom_dir, tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert main(["segment", "--image", str(phantom_dir / "t1.nii.gz"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "levels found on the image: L1-L2 at slice" in printed
+    morph = load_morphometry(out / "morphometry.json")
+    assert morph.provenance["levels_found"] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert morph.provenance["levels_from"].startswith("found on the image")
+
+
+def test_image_and_dixon_together_are_refused(phantom_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", "--image", str(phantom_dir / "t1.nii.gz"), "--water", str(phantom_dir / "water.nii.gz"),
+                 "--fat", str(phantom_dir / "fat.nii.gz"), "--out", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err and not out.exists()
+
+
 def test_partial_coverage_reports_the_levels_it_has(phantom_dir, tmp_path, capsys):
     """Vertebra labels only for L3..S1: the three lower discs are measured, the rest named missing."""
     img = nib.load(str(phantom_dir / "vertebrae.nii.gz"))
