@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging.labels import DEFAULT_VERTEBRA_LABELS, VERTEBRAE
+from imaging.labels import DEFAULT_VERTEBRA_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS
 from imaging.segment import body_mask

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure  # no pyplot: drawing a file leaves the user's backend alone
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from imaging.labels import LABEL_NAMES, MUSCLE_LABELS  # noqa: E402
-from imaging.levels import Levels  # noqa: E402
-from imaging.morphometry import MUSCLES, Morphometry  # noqa: E402
+from imaging.labels import LABEL_NAMES, MUSCLE_LABELS
+from imaging.levels import Levels
+from imaging.morphometry import MUSCLES, Morphometry
 
 # One hue per muscle (left lighter, right darker), colour-blind safe (Dark2-like).
 _HUES = {"psoas": (0.85, 0.37, 0.01), "quadratus_lumborum": (0.46, 0.44, 0.70),
@@ -23,7 +20,7 @@ _HUES = {"psoas": (0.85, 0.37, 0.01), "quadratus_lumborum": (0.46, 0.44, 0.70),
 def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: Morphometry,
             spacing_mm, path: str | Path, title: str = "") -> None:
     found = levels.found
-    fig = plt.figure(figsize=(3.2 * max(len(found), 3), 7.5))
+    fig = Figure(figsize=(3.2 * max(len(found), 3), 7.5))
     grid = fig.add_gridspec(2, max(len(found), 3), height_ratios=[1.25, 1])
     colours = [(0, 0, 0, 0)] + [(*_shade(LABEL_NAMES[v]), 0.55) for v in range(1, 9)]
     cmap = ListedColormap(colours)
@@ -60,7 +57,6 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
     fig.suptitle((title or "segmentation QC") + missing, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _shade(name: str):
