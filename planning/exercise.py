@@ -30,6 +30,11 @@ class Exercise:
     phases: tuple[float, ...]  # keyframe phases 0..1, increasing, first 0 and last 1
     angles: dict[str, tuple[float, ...]]  # kind -> keyframe angles, deg
 
+    @property
+    def is_static(self) -> bool:
+        """A held posture: every keyframe the same."""
+        return all(len(set(values)) == 1 for values in self.angles.values())
+
     def angles_deg(self, time_s: float | np.ndarray) -> dict[str, np.ndarray]:
         """Global angles at times in the cycle (wrapped), half-cosine eased between keyframes."""
         phase = np.mod(np.asarray(time_s, float) / self.cycle_s, 1.0)

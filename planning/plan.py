@@ -155,7 +155,10 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
     )
     targets = _targets(document.get("targets"), groups, limits, source)
     device = _section(Device, {**defaults["device"], **(document.get("device") or {})}, "device", source)
-    search = _section(Search, {**defaults["search"], **(document.get("search") or {})}, "search", source)
+    search_values = {**defaults["search"], **(document.get("search") or {})}
+    if "knots" not in (document.get("search") or {}) and load_exercise(exercise).is_static:
+        search_values["knots"] = 1  # a held posture needs a constant force: one knot, a smaller search
+    search = _section(Search, search_values, "search", source)
     _check_search(search, source)
     return Plan(exercise, contact, targets, limits, device, search)
 

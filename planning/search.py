@@ -27,6 +27,9 @@ from planning.plan import Plan
 from planning.profile import Profile
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Constant forces (shares of the device maximum) every new study starts from.
+START_FORCES = (0.0, 0.2, 0.4, 0.6, 0.8)
 log = logging.getLogger(__name__)
 
 
@@ -134,10 +137,13 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
         return (error, peak) if search.mode == "pareto" else error
 
     if not study.trials:
-        # Start from "no robot": a baseline every study should hold, and feasible whenever the
-        # exercise itself is (random starts may all push too hard under a tight cap).
-        study.enqueue_trial({**{f"knot_{k}_N": 0.0 for k in range(search.knots)},
-                             **({"tilt_deg": 0.0, "azimuth_deg": 0.0} if device.cone_deg > 0 else {})})
+        # Start from "no robot" (feasible whenever the exercise itself is, where random starts
+        # may all push too hard under a tight cap) and a ladder of constant forces along the
+        # pad's push direction (the whole answer for a held posture); TPE refines from there.
+        direction = {"tilt_deg": 0.0, "azimuth_deg": 0.0} if device.cone_deg > 0 else {}
+        for fraction in START_FORCES:
+            study.enqueue_trial({**{f"knot_{k}_N": fraction * device.max_force_N for k in range(search.knots)},
+                                 **direction})
     if remaining:
         log.info("study %s: %d of %d trials done, running %d", name, done, search.trials, remaining)
         # A trial whose statics fails is recorded as failed; the search goes on.
