@@ -274,7 +274,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 
     from planning.plan import resolve_plan
     from planning.planner import make_plan
-    from planning.report import target_table, write_plan
+    from planning.report import write_plan
     from twin.simulate import load_twin
 
     opensim.Logger.setLevelString("warn")
@@ -295,16 +295,24 @@ def _run_plan(args: argparse.Namespace) -> int:
     print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in {t['verify_s']:.1f} s: "
           f"{'passed' if v.passed else 'FAILED'}; engines differ by at most "
           f"{v.max_engine_difference['compression_N']:.2g} N compression, {v.max_engine_difference['activation']:.2g} activation")
-    for label, value, left, right, ok in target_table(result.mean_activation(), plan.targets):
-        print(f"  {label:24s} target {value:.3f}  left {left:.3f}  right {right:.3f}  "
-              f"{'on target' if ok else 'OFF TARGET (limits or reach)'}")
-    peak = v.peak
-    for kind, label in (("compression_N", "compression"), ("ap_shear_N", "AP shear")):
-        level = max(peak[kind], key=lambda lv: peak[kind][lv] / getattr(plan.limits, kind)[lv])
-        print(f"  peak {label} {peak[kind][level]:.0f} N at {level} (limit {getattr(plan.limits, kind)[level]:.0f} N)")
+    _print_prediction(result.mean_activation(), v.peak, plan)
     files = write_plan(result, args.out, (args.format,))
     print(f"wrote {args.out}/: " + ", ".join(p.name for p in files.values()))
     return 0
+
+
+def _print_prediction(mean_activation: dict, peaks: dict, plan) -> None:
+    """Each target's mean activation per side, and the peak load nearest its limit."""
+    from planning.report import target_table
+
+    for label, value, left, right, ok in target_table(mean_activation, plan.targets):
+        print(f"  {label:24s} target {value:.3f}  left {left:.3f}  right {right:.3f}  "
+              f"{'on target' if ok else 'off target'}")
+    for kind, label in (("compression_N", "compression"), ("ap_shear_N", "AP shear")):
+        caps = getattr(plan.limits, kind)
+        level = max(peaks[kind], key=lambda lv: peaks[kind][lv] / caps[lv])
+        print(f"  peak {label} {peaks[kind][level]:.0f} N at {level} (limit {caps[level]:.0f} N, "
+              f"{peaks[kind][level] / caps[level]:.0%})")
 
 
 def _run_check(args: argparse.Namespace) -> int:
@@ -323,7 +331,6 @@ def _run_check(args: argparse.Namespace) -> int:
 def _run_whatif(args: argparse.Namespace) -> int:
     from planning.figures import cycle_figure
     from planning.plan import command_line_overlay
-    from planning.report import target_table
     from planning.whatif import what_if
     from twin.simulate import load_twin
 
@@ -331,14 +338,7 @@ def _run_whatif(args: argparse.Namespace) -> int:
     twin = load_twin(args.twin)
     w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
     print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")
-    for label, value, left, right, ok in target_table(w.mean_activation, w.plan.targets):
-        print(f"  {label:24s} target {value:.3f}  left {left:.3f}  right {right:.3f}  {'on target' if ok else 'off target'}")
-    peaks = w.evaluation.peaks()
-    for kind, label in (("compression_N", "compression"), ("ap_shear_N", "AP shear")):
-        caps = getattr(w.plan.limits, kind)
-        level = max(peaks[kind], key=lambda lv: peaks[kind][lv] / caps[lv])
-        print(f"  peak {label} {peaks[kind][level]:.0f} N at {level} (limit {caps[level]:.0f} N, "
-              f"{peaks[kind][level] / caps[level]:.0%})")
+    _print_prediction(w.mean_activation, w.evaluation.peaks(), w.plan)
     for problem in w.device_problems:
         print(f"  DEVICE: {problem}")
     for breach in w.breaches:
