@@ -209,7 +209,7 @@ def _partial_volume_borders(labels, ff, soft, fat_level: float, rings: int = 1) 
 def _close_outlines(labels, ff, spine, body, spacing_mm) -> np.ndarray:
     """Take back fat patches at each muscle's edge: per slice, a closing of its outline,
     claiming only voxels no other muscle holds and that are not spine or outside the body."""
-    radius_mm = 4.0
+    radius_mm = 6.0
     sx, sy, _ = spacing_mm
     rx, ry = max(1, int(round(radius_mm / sx))), max(1, int(round(radius_mm / sy)))
     yy, xx = np.ogrid[-rx:rx + 1, -ry:ry + 1]
