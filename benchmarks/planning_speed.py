@@ -24,7 +24,8 @@ import numpy as np
 import opensim as osim
 
 from lumbar_twin import DATA_DIR
-from planning.evaluate import Evaluator, constraint_values, mean_activations, precompute, target_objective
+from planning.evaluate import (Evaluator, constraint_values, mean_activations, precompute, search_frames,
+                               target_objective)
 from planning.exercise import load_exercise
 from planning.planner import make_plan, plan_for
 from planning.profile import Profile, sample_times
@@ -83,7 +84,7 @@ def _grid_baseline(twin, plan, budget_s: float) -> tuple[float, float, int]:
     exercise = load_exercise(plan.exercise)
     spec, device = twin.spec, plan.device
     times = sample_times(exercise.cycle_s, device.rate_hz)
-    index = np.unique(np.round(np.linspace(0, len(times), plan.search.eval_frames, endpoint=False)).astype(int))
+    index = search_frames(len(times), plan.search.eval_frames)
     evaluator = Evaluator(spec, precompute(spec, exercise, times, plan.contact).subset(index))
     push = spec.contact(plan.contact).push_direction
     tilts = (0.0, device.cone_deg / 2, device.cone_deg)

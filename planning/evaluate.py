@@ -84,7 +84,7 @@ class Evaluator:
     def __init__(self, spec: ModelSpec, trajectory: Trajectory):
         self.spec, self.trajectory = spec, trajectory
         self.statics = Statics(spec)  # caps are limits to check, not bounds that shift load to reserves
-        self.groups = tuple(sorted({f.group for f in spec.fascicles}, key=[f.group for f in spec.fascicles].index))
+        self.groups = tuple(dict.fromkeys(f.group for f in spec.fascicles))  # in the spec's order
         self._members = [np.array([f.group == g for f in spec.fascicles]) for g in self.groups]
 
     def __call__(self, forces_N: np.ndarray) -> Evaluation:
@@ -109,12 +109,23 @@ class Evaluator:
         return Evaluation(traj.times_s, self.groups, activation, peak, *loads, reserve)
 
 
+def search_frames(n_samples: int, eval_frames: int) -> np.ndarray:
+    """Indices of the device samples the search evaluates: `eval_frames` spread over the cycle."""
+    return np.unique(np.round(np.linspace(0, n_samples, eval_frames, endpoint=False)).astype(int))
+
+
+def target_window(times_s: np.ndarray, cycle_s: float, target: Target) -> np.ndarray:
+    """Which frames lie in the target's phase window [start, end) (end 1 includes the last)."""
+    phase = np.mod(np.asarray(times_s) / cycle_s, 1.0)
+    start, end = target.phase
+    return (phase >= start) & (phase < end) if end < 1.0 else phase >= start
+
+
 def target_errors(evaluation: Evaluation, targets: tuple[Target, ...], cycle_s: float) -> np.ndarray:
     """Every (frame in the target's phase window, targeted side) error, all targets together."""
-    phase = np.mod(evaluation.times_s / cycle_s, 1.0)
     errors = []
     for t in targets:
-        window = (phase >= t.phase[0]) & (phase < t.phase[1]) if t.phase[1] < 1.0 else phase >= t.phase[0]
+        window = target_window(evaluation.times_s, cycle_s, t)
         for side in t.sides:
             errors.append(evaluation.activation(t.group, side)[window] - t.value)
     return np.concatenate(errors)
@@ -133,10 +144,9 @@ def target_objective(evaluation: Evaluation, targets: tuple[Target, ...], cycle_
 
 def mean_activations(evaluation: Evaluation, targets: tuple[Target, ...], cycle_s: float) -> dict[str, dict[str, float]]:
     """Each targeted group's mean activation per side over its target window."""
-    phase = np.mod(evaluation.times_s / cycle_s, 1.0)
     out = {}
     for t in targets:
-        window = (phase >= t.phase[0]) & (phase < t.phase[1]) if t.phase[1] < 1.0 else phase >= t.phase[0]
+        window = target_window(evaluation.times_s, cycle_s, t)
         out[t.label] = {side: float(evaluation.activation(t.group, side)[window].mean()) for side in SIDES}
     return out
 

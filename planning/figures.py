@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from planning.evaluate import Evaluation
+from planning.evaluate import Evaluation, target_window
 from planning.plan import Plan
 from twin.spec import GROUP_COLORS, LEVELS, SIDES
 
@@ -36,8 +36,7 @@ def cycle_figure(evaluation: Evaluation, forces_N: np.ndarray, plan: Plan, path:
         for side, style in zip(SIDES, ("-", ":")):
             ax.plot(t, evaluation.activation(group, side), style, color=color, label=f"{group} {side}")
     for target in plan.targets:
-        phase = np.mod(t / (t[-1] + (t[1] - t[0] if len(t) > 1 else 1.0)), 1.0)
-        inside = (phase >= target.phase[0]) & (phase <= target.phase[1])
+        inside = target_window(t, len(t) / plan.device.rate_hz, target)  # t: one cycle of device samples
         ax.plot(t[inside], np.full(inside.sum(), target.value), "--", color=GROUP_COLORS.get(target.group), lw=1.5)
     for group, cap in plan.limits.activation.items():
         ax.axhline(cap, color=GROUP_COLORS.get(group), ls="-.", lw=0.8)

@@ -320,7 +320,7 @@ def _section(cls, values: dict, name: str, source):
     for f in fields(cls):
         if f.name in values:
             value = values[f.name]
-            kind = type(getattr(cls(), f.name)) if cls is not Device else float
+            kind = {"int": int, "str": str}.get(f.type, float)  # annotations are strings here
             if kind is str:
                 typed[f.name] = str(value)
             elif kind is int:

@@ -17,7 +17,7 @@ import numpy as np
 from lumbar_twin import __version__
 from lumbar_twin.errors import LumbarTwinError
 from lumbar_twin.fileio import read_json, sha256_file
-from planning.evaluate import Evaluation, Evaluator, mean_activations, precompute, target_errors
+from planning.evaluate import Evaluation, Evaluator, mean_activations, precompute, search_frames, target_errors
 from planning.exercise import Exercise, load_exercise
 from planning.plan import Plan, resolve_plan
 from planning.profile import sample_times
@@ -78,7 +78,7 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
     spec, exercise = twin.spec, load_exercise(plan.exercise)
     push = spec.contact(plan.contact).push_direction
     times = sample_times(exercise.cycle_s, plan.device.rate_hz)
-    index = np.unique(np.round(np.linspace(0, len(times), plan.search.eval_frames, endpoint=False)).astype(int) % len(times))
+    index = search_frames(len(times), plan.search.eval_frames)
     full = precompute(spec, exercise, times, plan.contact, engine)
     timings["precompute_s"] = time.perf_counter() - start
 
