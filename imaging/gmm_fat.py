@@ -72,12 +72,13 @@ def gmm_fat_fraction(signals: np.ndarray, weights: np.ndarray, scale: IntensityS
                   tuple(float(v) for v in content))
 
 
-def single_contrast_fat_fraction(corrected: np.ndarray, scale: IntensityScale):
+def single_contrast_fat_fraction(labels: np.ndarray, corrected: np.ndarray, scale: IntensityScale):
     """A fat_fraction callable for imaging.quantify.measure on a bias-corrected single image."""
 
-    def fat_fraction(masks, slice_weights, slices) -> float:
+    def fat_fraction(value, slices, slice_weights) -> float:
         signals, weights = [], []
-        for mask, weight, k in zip(masks, slice_weights, slices):
+        for k, weight in zip(slices, slice_weights):
+            mask = labels[:, :, k] == value
             if weight <= 0 or not mask.any():
                 continue
             roi = core(mask)

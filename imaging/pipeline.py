@@ -76,7 +76,7 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     else:
         scale = calibrate_on_psoas(contrast.corrected, muscle_labels, contrast.scale)
         morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
-                              single_contrast_fat_fraction(contrast.corrected, scale))
+                              single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale))
         fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
                       f"T1-weighted signal, classes read on a lean-to-fat scale (psoas = {scale.lean_fraction:g}, "
                       f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "

@@ -1,16 +1,19 @@
 """Muscle morphometry from a label map: CSA, lean CSA and fat fraction at each disc level.
 
-At each disc the cross-sectional area is read on the axial slices that bracket the disc plane
-and interpolated linearly to it (labels are whole voxels: a border voxel counts when the
-segmenter gave it to the muscle, i.e. mostly muscle; half-in voxels balance out). The fat
-fraction is the signal-weighted fraction sum(F) / sum(F + W) over the muscle on those slices,
-with the muscle's outer ring of voxels left out where enough remain (border voxels mix in the
-fat around the muscle), and with the Rician noise floor removed from each channel: sigma comes
-from the air around the body. Lean CSA = CSA x (1 - fat fraction).
+At each disc the section is read on the two axial slices that bracket the disc plane and
+interpolated linearly to it. On Dixon images each section is read with its border as partial
+volume (imaging.partial_volume): interior voxels count whole; a border voxel (the muscle's
+outer ring and the free ring just outside it) counts its muscle share towards the area, and
+its signal less the surrounding fat's share towards the fat fraction. The fat fraction is
+sum(F) / sum(F + W) over that muscle tissue, with the Rician noise floor removed from the
+interior's channels: sigma comes from the air around the body. Lean CSA = CSA x (1 - fat
+fraction). Other contrasts count whole labelled voxels (see `measure`).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -18,7 +21,11 @@ from scipy import ndimage
 from imaging.labels import MUSCLE_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import Morphometry, MuscleMeasure
+from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
 
+#: Half-width of the triangular slab the fat fraction is read over (CSA uses the two slices
+#: bracketing the disc): more voxels against the noise floor of a lean muscle's fat signal.
+FAT_FRACTION_SLAB_MM = 7.5
 #: Keep the eroded core for the fat fraction only if it holds at least this share of the ROI.
 MIN_CORE_SHARE = 0.4
 
@@ -28,33 +35,48 @@ def quantify(labels: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.
     """Morphometry of every labelled muscle at every level found (canonical arrays), Dixon."""
     sigma_w, sigma_f = noise_sigma if noise_sigma is not None else background_sigma(water, fat)
 
-    def dixon(masks, weights, slices):
-        return _fat_fraction(masks, weights, [water[:, :, k] for k in slices], [fat[:, :, k] for k in slices],
-                             sigma_w, sigma_f)
+    @functools.lru_cache(maxsize=None)
+    def section(k, value):
+        return dixon_section(labels[:, :, k], value, water[:, :, k], fat[:, :, k], sigma_w, sigma_f)
 
-    return measure(labels, affine, levels, subject, dixon)
+    def dixon(value, slices, weights):
+        signals = [(weight * section(k, value).fat, weight * section(k, value).water)
+                   for k, weight in zip(slices, weights) if np.any(labels[:, :, k] == value)]
+        fat_sum, water_sum = (sum(x) for x in zip(*signals)) if signals else (0.0, 0.0)
+        return float(np.clip(fat_sum / (fat_sum + water_sum), 0.0, 1.0)) if fat_sum + water_sum > 0 else 0.0
+
+    return measure(labels, affine, levels, subject, dixon, lambda k, value: section(k, value).area)
 
 
-#: fat_fraction(masks on the two bracketing slices, their weights, their slice indices) -> 0..1
-FatFraction = Callable[[list, list, list], float]
+#: fat_fraction(label value, slice indices, their weights) -> 0..1
+FatFraction = Callable[[int, list, list], float]
+#: section_area(slice index, label value) -> area in voxels (may be fractional)
+SectionArea = Callable[[int, int], float]
 
 
 def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str,
-            fat_fraction: FatFraction) -> Morphometry:
-    """CSA from the labels at each disc, and the fat fraction from `fat_fraction`, whatever the contrast."""
+            fat_fraction: FatFraction, section_area: SectionArea | None = None) -> Morphometry:
+    """CSA at each disc from `section_area` (default: whole labelled voxels), and the fat
+    fraction from `fat_fraction`, whatever the contrast."""
+    if section_area is None:
+        def section_area(k, value):
+            return float(np.count_nonzero(labels[:, :, k] == value))
     pixel_area = float(np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1])))
     voxel_volume = abs(float(np.linalg.det(affine[:3, :3])))
+    slab = max(1.0, FAT_FRACTION_SLAB_MM / abs(float(affine[2, 2])) if affine[2, 2] else 1.0)
     rows = []
     for level in levels.found:
         position = levels.disc_slice[level]
         k0 = int(np.clip(np.floor(position), 0, labels.shape[2] - 1))
         k1 = min(k0 + 1, labels.shape[2] - 1)
         weight = float(np.clip(position - k0, 0.0, 1.0)) if k1 != k0 else 0.0
+        near = [k for k in range(int(np.ceil(position - slab)), int(np.floor(position + slab)) + 1)
+                if 0 <= k < labels.shape[2]]
+        near_weights = [max(0.0, 1 - abs(k - position) / slab) for k in near]
         for (muscle, side), value in MUSCLE_LABELS.items():
-            masks = [labels[:, :, k] == value for k in (k0, k1)]
-            areas = [mask.sum() * pixel_area for mask in masks]
+            areas = [section_area(k, value) * pixel_area if np.any(labels[:, :, k] == value) else 0.0 for k in (k0, k1)]
             csa = (1 - weight) * areas[0] + weight * areas[1]
-            ff = fat_fraction(masks, [1 - weight, weight], [k0, k1])
+            ff = fat_fraction(value, near, near_weights)
             rows.append(MuscleMeasure(muscle, side, level, round(float(csa), 1),
                                       round(float(csa * (1 - ff)), 1), round(float(ff), 4)))
     volumes = {f"{m}_{s}": round(float((labels == v).sum() * voxel_volume), 1) for (m, s), v in MUSCLE_LABELS.items()}
@@ -67,26 +89,60 @@ def core(mask: np.ndarray) -> np.ndarray:
     return inner if inner.sum() >= MIN_CORE_SHARE * mask.sum() else mask
 
 
+@dataclass(frozen=True)
+class Section:
+    area: float  # voxels, border voxels by their muscle share
+    fat: float  # fat signal of the muscle tissue (noise floor removed in the interior)
+    water: float
+
+
+def dixon_section(section: np.ndarray, value: int, water: np.ndarray, fat: np.ndarray,
+                  sigma_w: float = 0.0, sigma_f: float = 0.0) -> Section:
+    """One muscle on one slice with its border read as partial volume (module docstring).
+
+    A free voxel that reads as more than half muscle was left out by the segmenter on purpose
+    (disc, another organ) and counts nothing. Without a fat reference nearby, or a section too
+    thin to have an interior, the labels count whole and the fat fraction comes from the core.
+    """
+    box = _box(section == value, margin=FAT_REFERENCE_REACH + 1)
+    section, w, f = section[box], water[box], fat[box]
+    # the section's total area: free voxels enclosed by the muscle are intramuscular fat
+    mask = ndimage.binary_fill_holes(section == value) & np.isin(section, (0, value))
+    free = (section == 0) & ~mask
+    shares = unmix(w, f, mask, free)
+    if shares is None:
+        roi = core(mask)
+        scale = mask.sum() / roi.sum()
+        return Section(float(mask.sum()), scale * roi.sum() * _mean_amplitude(f[roi], sigma_f),
+                       scale * roi.sum() * _mean_amplitude(w[roi], sigma_w))
+    inner = ndimage.binary_erosion(mask)
+    border = (mask & ~inner) | (ndimage.binary_dilation(mask) & free)
+    muscle, surrounding = shares.muscle[border], shares.fat[border]
+    counted = np.where(free[border] & (muscle > 0.5), 0.0, muscle)
+    keep = counted > 0
+    tissue = [max(keep.sum() * _mean_amplitude(channel[border][keep], sigma)
+                  - float(surrounding[keep].sum()) * reference, 0.0) + inner.sum() * _mean_amplitude(channel[inner], sigma)
+              for channel, sigma, reference in ((f, sigma_f, shares.fat_signal[1]), (w, sigma_w, shares.fat_signal[0]))]
+    return Section(float(inner.sum() + counted.sum()), *tissue)
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    found = ndimage.find_objects(mask.astype(np.uint8))[0]
+    return tuple(slice(max(0, f.start - margin), min(n, f.stop + margin)) for f, n in zip(found, mask.shape))
+
+
 def background_sigma(water: np.ndarray, fat: np.ndarray) -> tuple[float, float]:
-    """Rician sigma of each channel from the air around the body (Rayleigh: E[M^2] = 2 sigma^2)."""
-    total = water + fat
+    """Rician sigma of each channel from the air around the body (Rayleigh: E[M^2] = 2 sigma^2).
+
+    The body is found on the smoothed total signal: on the raw one, noise peaks in the air
+    would pass the threshold and leave only the quieter air voxels, underestimating sigma.
+    """
+    total = ndimage.gaussian_filter(water + fat, 1.5)
     body = ndimage.binary_fill_holes(total > 0.2 * np.percentile(total, 99))
     air = ~ndimage.binary_dilation(body, iterations=3)
     if air.sum() < 100:
         return 0.0, 0.0
     return (float(np.sqrt(np.mean(water[air] ** 2) / 2)), float(np.sqrt(np.mean(fat[air] ** 2) / 2)))
-
-
-def _fat_fraction(masks, weights, waters, fats, sigma_w: float, sigma_f: float) -> float:
-    fat_sum = water_sum = 0.0
-    for mask, weight, w, f in zip(masks, weights, waters, fats):
-        if weight <= 0 or not mask.any():
-            continue
-        roi = core(mask)
-        fat_sum += weight * roi.sum() * _mean_amplitude(f[roi], sigma_f)
-        water_sum += weight * roi.sum() * _mean_amplitude(w[roi], sigma_w)
-    total = fat_sum + water_sum
-    return float(np.clip(fat_sum / total, 0.0, 1.0)) if total > 0 else 0.0
 
 
 def _mean_amplitude(magnitudes: np.ndarray, sigma: float) -> float:

@@ -26,6 +26,7 @@ from skimage.segmentation import watershed
 
 from imaging.labels import MUSCLE_LABELS
 from imaging.levels import vertebra_slices
+from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
@@ -64,9 +65,9 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     markers = _seeds(candidate, spine, geometry, spacing_mm)
     labels = watershed(ff, markers=markers, mask=candidate).astype(np.uint8)
     soft = body & ~spine & (total > MIN_SIGNAL_SHARE * lean_level)
-    fat_level = float(np.percentile(ff[body], 95))
-    labels = _partial_volume_borders(labels, ff, soft, fat_level)
-    return _close_outlines(labels, ff, spine, body, spacing_mm)
+    labels = _partial_volume_borders(labels, water, fat, soft)
+    labels = _close_outlines(labels, ff, spine, body, spacing_mm)
+    return _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
 
 
 def body_mask(total: np.ndarray) -> np.ndarray:
@@ -183,26 +184,27 @@ def _extreme_seeds(markers, region, away, medial, lateral, band_mm: float = 4.0,
             markers[seed] = MUSCLE_LABELS[key]
 
 
-def _partial_volume_borders(labels, ff, soft, fat_level: float, rings: int = 1) -> np.ndarray:
-    """Move each muscle's border to where a voxel is half muscle, half surrounding fat.
+def _partial_volume_borders(labels, water, fat, soft) -> np.ndarray:
+    """Move each muscle's border to where a voxel is half muscle (imaging.partial_volume).
 
-    A fixed fat-fraction threshold erodes fatty muscles (a border voxel of a muscle with 30 %
-    fat, half in fat, reads 62 %): per slice, a neighbouring free voxel joins a muscle when its
-    fat fraction is below the midpoint between the muscle's own (median) and the fat's.
+    The watershed runs on a smoothed map, which spreads a muscle into the fat and the bone
+    around it and a fatty muscle's border out of it: per slice, a border voxel that is less
+    than half muscle leaves, and a free soft-tissue voxel next to the muscle that is more than
+    half muscle joins. Water and fat are the unsmoothed images.
     """
     out = labels.copy()
-    for k, value, box in _label_boxes(out, margin=rings + 1):
+    for k, value, box in _label_boxes(labels, margin=FAT_REFERENCE_REACH + 1):
         section = out[box + (k,)]
         mask = section == value
-        core = ndimage.binary_erosion(mask)
-        local_ff = ff[box + (k,)]
-        cutoff = 0.5 * (float(np.median(local_ff[core if core.sum() >= 5 else mask])) + fat_level)
-        for _ in range(rings):
-            ring = ndimage.binary_dilation(mask) & ~mask & (section == 0) & soft[box + (k,)] & (local_ff < cutoff)
-            if not ring.any():
-                break
-            section[ring] = value
-            mask |= ring
+        w, f = water[box + (k,)], fat[box + (k,)]
+        shares = unmix(w, f, mask, section == 0)
+        if shares is None:
+            continue
+        share = shares.muscle
+        edge = mask & ~ndimage.binary_erosion(ndimage.binary_fill_holes(mask))  # the outline, not holes
+        ring = ndimage.binary_dilation(mask) & (section == 0) & soft[box + (k,)]
+        section[edge & (share < 0.5)] = 0
+        section[ring & (share >= 0.5)] = value
     return out
 
 
@@ -222,6 +224,35 @@ def _close_outlines(labels, ff, spine, body, spacing_mm) -> np.ndarray:
         grab = closed & (target == 0) & ~spine[box + (k,)] & body[box + (k,)] & \
             (ff[box + (k,)] >= LEAN_FAT_FRACTION)
         target[grab] = value
+    return out
+
+
+def _bridge_fat_patches(labels, ff, spine, body, spacing_mm, reach_mm: float = 20.0) -> np.ndarray:
+    """Take back fat patches that reach a muscle's edge over a few slices: a fatty free voxel
+    joins a muscle when the muscle holds that position on a slice above and on a slice below
+    (within `reach_mm`), and it touches the muscle on its own slice. Fatty infiltration comes in
+    patches a centimetre or two long; the outline around it runs on above and below."""
+    reach = max(1, int(round(reach_mm / spacing_mm[2])))
+    out = labels.copy()
+    nz = labels.shape[2]
+    fatty_free = body & ~spine & (ff >= LEAN_FAT_FRACTION)
+    for value in MUSCLE_LABELS.values():
+        mask = labels == value
+        if not mask.any():
+            continue
+        box = ndimage.find_objects(mask.astype(np.uint8))[0][:2]
+        for k in range(1, nz - 1):
+            here = mask[box + (k,)]
+            if not here.any():
+                continue
+            above = mask[box + (slice(k + 1, min(nz, k + 1 + reach)),)].any(axis=2)
+            below = mask[box + (slice(max(0, k - reach), k),)].any(axis=2)
+            grab = above & below & ~here & fatty_free[box + (k,)] & (out[box + (k,)] == 0)
+            if not grab.any():
+                continue
+            parts, n = ndimage.label(grab)
+            touching = np.unique(parts[ndimage.binary_dilation(here) & grab])
+            out[box + (k,)][np.isin(parts, touching[touching > 0])] = value
     return out
 
 

@@ -34,7 +34,7 @@ def evaluate_single_contrast(ph):
     labels = segment(contrast.water_like, contrast.fat_like, vertebrae, DEFAULT_VERTEBRA_LABELS, spacing)
     levels = levels_from_vertebrae(vertebrae, DEFAULT_VERTEBRA_LABELS)
     scale = calibrate_on_psoas(contrast.corrected, labels, contrast.scale)
-    measured = measure(labels, affine, levels, "s", single_contrast_fat_fraction(contrast.corrected, scale))
+    measured = measure(labels, affine, levels, "s", single_contrast_fat_fraction(labels, contrast.corrected, scale))
     lo, hi = int(min(levels.disc_slice.values())), int(max(levels.disc_slice.values())) + 1
     dice = {}
     for key, value in MUSCLE_LABELS.items():
