@@ -20,11 +20,12 @@ demo: $(STAMP)
 	$(BIN)/lumbar-twin build data/sample/patient.json --out out/
 	$(BIN)/lumbar-twin demo --out out/demo
 
-# A synthetic lumbar Dixon MRI (phantom, seed 1) and its segmentation, generated, not shipped.
+# The sample patient's MRI (phantom seed 1, left-sided paraspinal atrophy), generated, not
+# shipped, and its segmentation: out/segmentation/morphometry.json is data/sample/morphometry.json.
 sample-mri: $(STAMP)
-	$(BIN)/lumbar-twin phantom --seed 1 --out data/sample/mri
+	$(BIN)/lumbar-twin phantom --seed 1 --variant atrophy --out data/sample/mri
 	$(BIN)/lumbar-twin segment --water data/sample/mri/water.nii.gz --fat data/sample/mri/fat.nii.gz \
-		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-MRI --out out/segmentation
+		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-001 --out out/segmentation
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q

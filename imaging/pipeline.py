@@ -24,7 +24,7 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.quantify import measure, quantify
+from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging.segment import segment
 from imaging.single_contrast import calibrate_on_psoas, prepare
 from lumbar_twin import __version__
@@ -71,7 +71,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     pseudonym = subject or f"subject-{reference_hash}"
     if contrast is None:
         morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym)
-        fat_method = "Dixon F/(F+W), Rician-corrected, signal-weighted over each muscle at the disc"
+        fat_method = (f"Dixon F/(F+W) over each muscle's tissue within {FAT_FRACTION_SLAB_MM:g} mm of the disc "
+                      "(triangular weights), border voxels unmixed from the fat around them, Rician-corrected")
         inputs = {"water": reference_hash, "fat": content_hash(fat_data)}
     else:
         scale = calibrate_on_psoas(contrast.corrected, muscle_labels, contrast.scale)

@@ -1,13 +1,14 @@
 """Muscle morphometry from a label map: CSA, lean CSA and fat fraction at each disc level.
 
-At each disc the section is read on the two axial slices that bracket the disc plane and
-interpolated linearly to it. On Dixon images each section is read with its border as partial
-volume (imaging.partial_volume): interior voxels count whole; a border voxel (the muscle's
-outer ring and the free ring just outside it) counts its muscle share towards the area, and
-its signal less the surrounding fat's share towards the fat fraction. The fat fraction is
-sum(F) / sum(F + W) over that muscle tissue, with the Rician noise floor removed from the
-interior's channels: sigma comes from the air around the body. Lean CSA = CSA x (1 - fat
-fraction). Other contrasts count whole labelled voxels (see `measure`).
+CSA at a disc is read on the two axial slices that bracket the disc plane and interpolated
+linearly to it; the fat fraction over a triangular slab FAT_FRACTION_SLAB_MM either side of the
+plane. On Dixon images each section is read with its border as partial volume
+(imaging.partial_volume): interior voxels count whole; a border voxel (the muscle's outer ring
+and the free ring just outside it) counts its muscle share towards the area, and its signal
+less the surrounding fat's share towards the fat fraction. The fat fraction is sum(F) /
+sum(F + W) over that muscle tissue, with the Rician noise floor removed from both channels
+(sigma from the air around the body). Lean CSA = CSA x (1 - fat fraction). Other contrasts
+count whole labelled voxels (see `measure`).
 """
 from __future__ import annotations
 
@@ -100,9 +101,11 @@ def dixon_section(section: np.ndarray, value: int, water: np.ndarray, fat: np.nd
                   sigma_w: float = 0.0, sigma_f: float = 0.0) -> Section:
     """One muscle on one slice with its border read as partial volume (module docstring).
 
-    A free voxel that reads as more than half muscle was left out by the segmenter on purpose
-    (disc, another organ) and counts nothing. Without a fat reference nearby, or a section too
-    thin to have an interior, the labels count whole and the fat fraction comes from the core.
+    A free voxel between two muscles holds some of each: each counts its part (the voxel's
+    muscle share split between them). A free voxel that reads as more than half this muscle
+    was left out by the segmenter on purpose (disc, another organ) and counts nothing. Without
+    a fat reference nearby, or a section too thin to have an interior, the labels count whole
+    and the fat fraction comes from the core.
     """
     box = _box(section == value, margin=FAT_REFERENCE_REACH + 1)
     section, w, f = section[box], water[box], fat[box]
@@ -116,14 +119,31 @@ def dixon_section(section: np.ndarray, value: int, water: np.ndarray, fat: np.nd
         return Section(float(mask.sum()), scale * roi.sum() * _mean_amplitude(f[roi], sigma_f),
                        scale * roi.sum() * _mean_amplitude(w[roi], sigma_w))
     inner = ndimage.binary_erosion(mask)
-    border = (mask & ~inner) | (ndimage.binary_dilation(mask) & free)
-    muscle, surrounding = shares.muscle[border], shares.fat[border]
-    counted = np.where(free[border] & (muscle > 0.5), 0.0, muscle)
-    keep = counted > 0
-    tissue = [max(keep.sum() * _mean_amplitude(channel[border][keep], sigma)
-                  - float(surrounding[keep].sum()) * reference, 0.0) + inner.sum() * _mean_amplitude(channel[inner], sigma)
-              for channel, sigma, reference in ((f, sigma_f, shares.fat_signal[1]), (w, sigma_w, shares.fat_signal[0]))]
+    ring = ndimage.binary_dilation(mask) & free
+    border = (mask & ~inner) | ring
+    split = np.where(ring, _neighbour_share(section, value), 1.0)[border]
+    counted = shares.muscle[border] * split
+    split[ring[border] & (counted > 0.5)] = 0.0
+    counted[split == 0] = 0.0
+    keep = split > 0
+    tissue = []
+    for channel, sigma, reference in ((f, sigma_f, shares.fat_signal[1]), (w, sigma_w, shares.fat_signal[0])):
+        values = channel[border][keep]
+        # the noise floor comes off the border's summed signal in proportion
+        floor = _mean_amplitude(values, sigma) / values.mean() if values.size and values.mean() > 0 else 1.0
+        border_tissue = float(np.sum(split[keep] * (floor * values - shares.fat[border][keep] * reference)))
+        tissue.append(max(border_tissue, 0.0) + inner.sum() * _mean_amplitude(channel[inner], sigma))
     return Section(float(inner.sum() + counted.sum()), *tissue)
+
+
+def _neighbour_share(section: np.ndarray, value: int) -> np.ndarray:
+    """Of the muscle voxels around each voxel (3 x 3), the share that is muscle `value`: how a
+    free voxel between two muscles is split between them."""
+    counts = {v: ndimage.uniform_filter((section == v).astype(float), 3, mode="constant")
+              for v in np.unique(section[section > 0])}
+    total = sum(counts.values())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts[value] / total, 0.0)
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:

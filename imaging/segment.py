@@ -14,7 +14,10 @@ right) on Dixon water/fat images, with no learned weights.
 4. A 3-D marker watershed on the fat-fraction map grows the seeds through the candidate tissue;
    fascial planes, which carry fat, become the borders between touching muscles, and lean
    tissue not reached from a seed (bowel, kidney) stays unlabelled.
-5. Each muscle's outline is closed slice by slice, taking back fat patches at its edge.
+5. Borders move to where a voxel is half muscle, unmixed on the unsmoothed water and fat
+   (imaging.partial_volume).
+6. Fat patches at a muscle's edge are taken back: by a closing of its outline slice by slice,
+   and across slices where the outline runs on above and below the patch.
 """
 from __future__ import annotations
 
@@ -30,6 +33,10 @@ from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
+#: Behind the vertebral bodies a muscle may be fattier and still be found: a severely atrophied
+#: multifidus near 0.5 fat broke up at 0.5. Only there: in front, psoas at 0.65 joined the
+#: viscera through the thin retroperitoneal fat.
+PARASPINAL_FAT_FRACTION = 0.65
 #: Soft tissue is at least this share of the lean-muscle signal (bone and air are far below).
 MIN_SIGNAL_SHARE = 0.45
 
@@ -58,7 +65,8 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     if len(geometry) < 2:
         raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
     spine = _spine_exclusion(vertebrae, geometry, convention, spacing_mm)
-    candidate = body & (ff < LEAN_FAT_FRACTION) & (total > MIN_SIGNAL_SHARE * lean_level) & ~spine
+    lean_enough = np.where(_behind_bodies(vertebrae.shape, geometry, spacing_mm), PARASPINAL_FAT_FRACTION, LEAN_FAT_FRACTION)
+    candidate = body & (ff < lean_enough) & (total > MIN_SIGNAL_SHARE * lean_level) & ~spine
     candidate = np.stack([ndimage.binary_fill_holes(candidate[:, :, k]) for k in range(candidate.shape[2])], -1)
     candidate &= ~spine
 
@@ -125,6 +133,18 @@ def _spine_exclusion(vertebrae, geometry, convention, spacing_mm) -> np.ndarray:
         # the body, and lean tissue there would join the two psoas and the viscera
         front = (np.abs(gx - cx) * sx < 0.5 * g.half_width_mm) & (gy >= cy)
         out[:, :, k] |= strip | front
+    return out
+
+
+def _behind_bodies(shape, geometry, spacing_mm) -> np.ndarray:
+    """Voxels behind the back wall of the nearest vertebral body (the paraspinal compartment)."""
+    names = list(geometry)
+    centres_z = np.array([geometry[n].mid_slice for n in names])
+    out = np.zeros(shape, bool)
+    for k in range(shape[2]):
+        g = geometry[names[int(np.argmin(np.abs(centres_z - k)))]]
+        back = int(np.floor(g.centre[1] - g.half_depth_mm / spacing_mm[1]))  # canonical axis 1: anterior
+        out[:, :max(0, back), k] = True
     return out
 
 
@@ -250,7 +270,7 @@ def _bridge_fat_patches(labels, ff, spine, body, spacing_mm, reach_mm: float = 2
             grab = above & below & ~here & fatty_free[box + (k,)] & (out[box + (k,)] == 0)
             if not grab.any():
                 continue
-            parts, n = ndimage.label(grab)
+            parts, _ = ndimage.label(grab)
             touching = np.unique(parts[ndimage.binary_dilation(here) & grab])
             out[box + (k,)][np.isin(parts, touching[touching > 0])] = value
     return out

@@ -32,9 +32,7 @@ def test_true_labels_give_true_morphometry(accuracy_phantoms):
 
 #: Below this a cross-section holds too few 2 mm voxels for a fat fraction (docs/imaging.md).
 MIN_FAT_AREA_MM2 = 200.0
-#: At 6 % noise a 30-voxel core of a lean muscle leaves the fat signal at SNR ~1: the pooled
-#: estimate's standard error is about 0.015 (docs/imaging.md), hence 0.025, not the 0.02 aimed at.
-FAT_FRACTION_TOLERANCE = 0.025
+FAT_FRACTION_TOLERANCE = 0.02
 
 
 def csa_error(measured, truth):

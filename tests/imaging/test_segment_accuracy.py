@@ -1,8 +1,9 @@
 """Built-in segmentation against phantoms whose truth is known (issue 4, item 7).
 
 Ten subjects (noise 2-6 %, default anatomy and slim, large and one-sided-atrophy variants),
-each in its own storage orientation. The figures are printed; the floors asserted are what the
-segmenter reaches today (docs/imaging.md compares them with the targets)."""
+each in its own storage orientation. Every muscle must reach the Dice target and nearly every
+row the CSA and fat-fraction targets, with no row far off; benchmarks/segmentation_accuracy.py
+gives the same figures on subjects these were not developed on (docs/imaging.md)."""
 import nibabel as nib
 import numpy as np
 import pytest
@@ -57,12 +58,13 @@ def test_segmentation_accuracy_on_phantoms(accuracy_phantoms):
     csa_ok = np.mean([r[0] <= 1.0 for r in all_rows])
     ff_ok = np.mean([r[1] <= 0.02 for r in all_rows])
     print(f"\nall: Dice median {np.median(dice):.3f}, min {dice.min():.3f}, >= 0.90 in {np.mean(dice >= 0.9):.0%}; "
-          f"CSA within 5 % (or 35 mm^2) in {csa_ok:.0%}; fat fraction within 0.02 in {ff_ok:.0%}")
-    assert np.median(dice) >= 0.95
-    assert np.mean(dice >= 0.90) >= 0.95
-    assert dice.min() >= 0.80
-    assert csa_ok >= 0.85
-    assert ff_ok >= 0.85
+          f"CSA within 5 % (or 35 mm^2) in {csa_ok:.1%}; fat fraction within 0.02 in {ff_ok:.1%}")
+    assert dice.min() >= 0.90
+    assert np.median(dice) >= 0.96
+    assert csa_ok >= 0.98
+    assert max(r[0] for r in all_rows) <= 2.0  # no CSA beyond twice the allowance
+    assert ff_ok >= 0.98
+    assert max(r[1] for r in all_rows) <= 0.05
 
 
 def test_storage_orientation_does_not_change_the_answer(phantom):
