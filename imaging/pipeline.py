@@ -24,6 +24,7 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
+from imaging.plausibility import suspect_rows
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging.segment import segment
 from imaging.single_contrast import calibrate_on_psoas, prepare
@@ -93,6 +94,7 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
+        "warnings": suspect_rows(morphometry),
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:

@@ -64,7 +64,7 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
             return float(np.count_nonzero(labels[:, :, k] == value))
     pixel_area = float(np.linalg.norm(np.cross(affine[:3, 0], affine[:3, 1])))
     voxel_volume = abs(float(np.linalg.det(affine[:3, :3])))
-    slab = max(1.0, FAT_FRACTION_SLAB_MM / abs(float(affine[2, 2])) if affine[2, 2] else 1.0)
+    slab = max(1.0, FAT_FRACTION_SLAB_MM / float(np.linalg.norm(affine[:3, 2])))  # in slices
     rows = []
     for level in levels.found:
         position = levels.disc_slice[level]
@@ -93,7 +93,7 @@ def core(mask: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Section:
     area: float  # voxels, border voxels by their muscle share
-    fat: float  # fat signal of the muscle tissue (noise floor removed in the interior)
+    fat: float  # fat signal of the muscle tissue, noise floor removed
     water: float
 
 
@@ -115,15 +115,14 @@ def dixon_section(section: np.ndarray, value: int, water: np.ndarray, fat: np.nd
     shares = unmix(w, f, mask, free)
     if shares is None:
         roi = core(mask)
-        scale = mask.sum() / roi.sum()
-        return Section(float(mask.sum()), scale * roi.sum() * _mean_amplitude(f[roi], sigma_f),
-                       scale * roi.sum() * _mean_amplitude(w[roi], sigma_w))
+        return Section(float(mask.sum()), mask.sum() * _mean_amplitude(f[roi], sigma_f),
+                       mask.sum() * _mean_amplitude(w[roi], sigma_w))
     inner = ndimage.binary_erosion(mask)
     ring = ndimage.binary_dilation(mask) & free
     border = (mask & ~inner) | ring
     split = np.where(ring, _neighbour_share(section, value), 1.0)[border]
     counted = shares.muscle[border] * split
-    split[ring[border] & (counted > 0.5)] = 0.0
+    split[ring[border] & (counted > 0.5)] = 0.0  # left out on purpose
     counted[split == 0] = 0.0
     keep = split > 0
     tissue = []

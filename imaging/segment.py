@@ -70,7 +70,9 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     candidate = np.stack([ndimage.binary_fill_holes(candidate[:, :, k]) for k in range(candidate.shape[2])], -1)
     candidate &= ~spine
 
-    markers = _seeds(candidate, spine, geometry, spacing_mm)
+    # seeds on clearly lean tissue: the fatter paraspinal candidate can join a fascial plane
+    # to a muscle and move where its medial or lateral end lies
+    markers = _seeds(candidate & (ff < LEAN_FAT_FRACTION), spine, geometry, spacing_mm)
     labels = watershed(ff, markers=markers, mask=candidate).astype(np.uint8)
     soft = body & ~spine & (total > MIN_SIGNAL_SHARE * lean_level)
     labels = _partial_volume_borders(labels, water, fat, soft)

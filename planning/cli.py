@@ -250,6 +250,8 @@ def _run_segment(args: argparse.Namespace) -> int:
               f"{lv} at slice {levels.disc_slice[lv]:.1f}" for lv in levels.found) + ")"))
     if levels.missing:
         print(f"  not in the image: {', '.join(levels.missing)}", file=sys.stderr)
+    for line in result.morphometry.provenance["warnings"]:
+        print(f"  check qc.png: {line}", file=sys.stderr)
     for name in OUTPUT_FILES:
         print(f"  {result.directory / name}")
     return 0

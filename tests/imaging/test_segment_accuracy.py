@@ -11,6 +11,7 @@ import pytest
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.phantom import _reorient
+from imaging.plausibility import suspect_rows
 from imaging.quantify import quantify
 from imaging.segment import segment
 from tests.imaging.test_quantify import MIN_FAT_AREA_MM2, csa_error
@@ -47,8 +48,9 @@ def evaluate(ph):
 def test_segmentation_accuracy_on_phantoms(accuracy_phantoms):
     all_dice, all_rows = [], []
     for ph in accuracy_phantoms:
-        levels, dice, rows, _ = evaluate(ph)
+        levels, dice, rows, measured = evaluate(ph)
         assert levels.found == ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")  # every level found
+        assert suspect_rows(measured) == []  # no muscle lost or leaked
         all_dice += list(dice.values())
         all_rows += rows
         print(f"\nseed {ph.anatomy.seed} noise {ph.noise:.2f} {''.join(ph.orientation)}: min Dice "

@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from imaging.labels import MUSCLE_LABELS
 from imaging.morphometry import load_morphometry
 from imaging.phantom import write_phantom
 from planning.cli import main
@@ -60,6 +61,25 @@ def test_external_label_map_is_imported_with_a_mapping(phantom_dir, tmp_path):
                              "--label-map", str(tmp_path / "map.json"))) == 0
     np.testing.assert_array_equal(np.asarray(nib.load(str(out / "labels.nii.gz")).dataobj), data)
     assert load_morphometry(out / "morphometry.json").provenance["method"] == "imported label map"
+
+
+def test_a_muscle_missing_from_the_labels_is_warned_about(phantom_dir, tmp_path, capsys):
+    """An imported map that lost the right multifidus: named on stderr and in the provenance,
+    the run still completes (warnings do not stop it); the built-in run raises none."""
+    img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
+    data = np.asarray(img.dataobj).astype(np.uint8)
+    mapping = {f"{m}_{s}": v for (m, s), v in MUSCLE_LABELS.items()}
+    data[data == mapping["multifidus_right"]] = 0
+    nib.save(nib.Nifti1Image(data, img.affine), str(tmp_path / "ext.nii.gz"))
+    (tmp_path / "map.json").write_text(json.dumps(mapping))
+    assert main(segment_args(phantom_dir, tmp_path / "imported", "--labels", str(tmp_path / "ext.nii.gz"),
+                             "--label-map", str(tmp_path / "map.json"))) == 0
+    err = capsys.readouterr().err
+    assert "check qc.png: multifidus right at L3-L4: 0 mm^2" in err
+    warned = load_morphometry(tmp_path / "imported" / "morphometry.json").provenance["warnings"]
+    assert any(line.startswith("multifidus right at L4-L5") for line in warned)
+    assert main(segment_args(phantom_dir, tmp_path / "built-in")) == 0
+    assert "check qc.png" not in capsys.readouterr().err
 
 
 def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_dir, tmp_path):

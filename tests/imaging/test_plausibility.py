@@ -1,0 +1,47 @@
+"""Warnings for rows that are more likely a segmentation failure than anatomy."""
+from dataclasses import replace
+
+from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure
+from imaging.plausibility import norms, suspect_rows
+
+
+def healthy(**changes) -> Morphometry:
+    """The norms on both sides, with `changes[(muscle, side, level)] = (csa, fat_fraction)`."""
+    rows = []
+    for muscle in MUSCLES:
+        for side in SIDES:
+            for level in LEVELS:
+                csa, ff = changes.get(f"{muscle}_{side}_{level}", (norms()[muscle][level], 0.1))
+                rows.append(MuscleMeasure(muscle, side, level, csa, csa * (1 - ff), ff))
+    return Morphometry("s", tuple(rows), provenance={})
+
+
+def test_healthy_norms_raise_nothing():
+    assert suspect_rows(healthy()) == []
+
+
+def test_a_lost_muscle_is_named_with_its_level_and_side():
+    lines = suspect_rows(healthy(**{"multifidus_right_L3-L4": (20.0, 0.2)}))
+    assert len(lines) == 2
+    assert any(line.startswith("multifidus right at L3-L4: 20 mm^2, under 25% of the healthy 650") for line in lines)
+    assert any(line.startswith("multifidus at L3-L4: left 650 and right 20 mm^2") for line in lines)
+
+
+def test_a_leak_and_a_fat_muscle_are_named():
+    lines = suspect_rows(healthy(**{"psoas_left_L2-L3": (3000.0, 0.05), "erector_spinae_left_L4-L5": (1600.0, 0.7)}))
+    assert any(line.startswith("psoas left at L2-L3: 3000 mm^2, over 3 x the healthy 900") for line in lines)
+    assert any(line.startswith("erector_spinae left at L4-L5: fat fraction 0.70") for line in lines)
+
+
+def test_small_sections_are_not_called_missing():
+    """A quadratus lumborum that ends above L5-S1 is anatomy, not a failure."""
+    morph = healthy()
+    rows = tuple(replace(m, csa_mm2=30.0, lean_csa_mm2=27.0) if (m.muscle, m.level) == ("quadratus_lumborum", "L5-S1")
+                 else m for m in morph.muscles)
+    assert suspect_rows(replace(morph, muscles=rows)) == []
+
+
+def test_phantom_truths_raise_nothing(accuracy_phantoms):
+    """Ten subjects with atrophy, slim and large habitus: real anatomy passes."""
+    for ph in accuracy_phantoms:
+        assert suspect_rows(ph.truth) == [], ph.anatomy.seed
