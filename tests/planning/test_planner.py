@@ -57,12 +57,15 @@ def test_no_feasible_trial_names_the_binding_limit(loaded_twin):
 @pytest.mark.slow
 def test_an_activation_cap_holds_as_a_hard_constraint(loaded_twin):
     """Erector spinae must stay under 0.15 while multifidus is pushed up: the cap wins."""
+    free = make_plan(loaded_twin, plan_for(loaded_twin, exercise="isometric_hold", targets={"multifidus": 0.3},
+                                           search={"trials": 60}))
+    assert min(free.mean_activation()["multifidus"].values()) > 0.29  # reachable without the cap
     plan = plan_for(loaded_twin, exercise="isometric_hold", targets={"multifidus": 0.3},
-                    limits={"activation": {"erector_spinae": 0.22}}, search={"trials": 60})
+                    limits={"activation": {"erector_spinae": 0.15}}, search={"trials": 60})
     result = make_plan(loaded_twin, plan)
     es = result.verification.evaluation.group_activation[:, result.prediction.groups.index("erector_spinae")]
-    assert es.max() <= 0.22
-    assert result.mean_activation()["multifidus"]["left"] < 0.3  # the target gave way, not the cap
+    assert es.max() <= 0.15
+    assert max(result.mean_activation()["multifidus"].values()) < 0.29  # the target gave way, not the cap
 
 
 @pytest.mark.slow
