@@ -38,18 +38,19 @@ def unmix(water: np.ndarray, fat: np.ndarray, mask: np.ndarray, free: np.ndarray
     if inner.sum() < 3:
         return None
     near = ndimage.binary_dilation(mask, iterations=FAT_REFERENCE_REACH) & free
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fatty = near & (fat > FAT_REFERENCE_FRACTION * (water + fat))
+    fatty = near & (fat > FAT_REFERENCE_FRACTION * (water + fat))
     if fatty.sum() < 5:
         return None
     wf, ff = float(np.median(water[fatty])), float(np.median(fat[fatty]))
     weight = ndimage.uniform_filter(inner.astype(float), LOCAL_WINDOW, mode="constant")
     local = weight * LOCAL_WINDOW**2 >= LOCAL_MIN_VOXELS
-    with np.errstate(invalid="ignore", divide="ignore"):
-        wm = np.where(local, ndimage.uniform_filter(np.where(inner, water, 0.0), LOCAL_WINDOW, mode="constant") / weight,
-                      np.median(water[inner]))
-        fm = np.where(local, ndimage.uniform_filter(np.where(inner, fat, 0.0), LOCAL_WINDOW, mode="constant") / weight,
-                      np.median(fat[inner]))
+
+    def local_mean(channel):
+        total = ndimage.uniform_filter(np.where(inner, channel, 0.0), LOCAL_WINDOW, mode="constant")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(local, total / weight, np.median(channel[inner]))
+
+    wm, fm = local_mean(water), local_mean(fat)
     det = wm * ff - wf * fm
     det = np.where(np.abs(det) > 1e-9, det, np.nan)
     muscle = (water * ff - wf * fat) / det

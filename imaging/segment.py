@@ -3,13 +3,15 @@ right) on Dixon water/fat images, with no learned weights.
 
 1. Fat fraction F/(F+W) and total signal, lightly smoothed in-plane; the body; the signal level
    of lean tissue (median over low-fat body voxels).
-2. Candidate muscle: lean (fat fraction < 0.5) and bright enough to be soft tissue (not bone
+2. Candidate muscle: lean (fat fraction < 0.5; < 0.65 behind the vertebral bodies, where
+   atrophied paraspinals grow fatty) and bright enough to be soft tissue (not bone
    or air), outside the vertebral bodies and discs (from the vertebra labels) and the spinal
    canal (a strip behind each vertebral body on the midline); holes from intramuscular fat are
    filled slice by slice.
-3. Seeds from anatomical order relative to each vertebral body (centre, half-width, half-depth
-   from its label): behind the canal, multifidus is the medial end and erector spinae the
-   lateral end of the paraspinal complex; beside the body, psoas is the medial end and
+3. Seeds, on clearly lean candidate tissue (< 0.5), from anatomical order relative to each
+   vertebral body (centre, half-width, half-depth from its label): behind the canal,
+   multifidus is the medial end and erector spinae the lateral end of the paraspinal
+   complex; beside the body, psoas is the medial end and
    quadratus lumborum the lateral end of the psoas complex.
 4. A 3-D marker watershed on the fat-fraction map grows the seeds through the candidate tissue;
    fascial planes, which carry fat, become the borders between touching muscles, and lean
@@ -65,7 +67,8 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     if len(geometry) < 2:
         raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
     spine = _spine_exclusion(vertebrae, geometry, convention, spacing_mm)
-    lean_enough = np.where(_behind_bodies(vertebrae.shape, geometry, spacing_mm), PARASPINAL_FAT_FRACTION, LEAN_FAT_FRACTION)
+    lean_enough = np.where(_behind_bodies(vertebrae.shape, geometry, spacing_mm), PARASPINAL_FAT_FRACTION,
+                           LEAN_FAT_FRACTION)
     candidate = body & (ff < lean_enough) & (total > MIN_SIGNAL_SHARE * lean_level) & ~spine
     candidate = np.stack([ndimage.binary_fill_holes(candidate[:, :, k]) for k in range(candidate.shape[2])], -1)
     candidate &= ~spine

@@ -55,7 +55,8 @@ def test_segmentation_accuracy_on_phantoms(accuracy_phantoms):
         all_rows += rows
         print(f"\nseed {ph.anatomy.seed} noise {ph.noise:.2f} {''.join(ph.orientation)}: min Dice "
               f"{min(dice.values()):.3f} ({min(dice, key=dice.get)}), CSA within allowance "
-              f"{np.mean([r[0] <= 1 for r in rows]):.0%}, fat fraction within 0.02 {np.mean([r[1] <= 0.02 for r in rows]):.0%}")
+              f"{np.mean([r[0] <= 1 for r in rows]):.0%}, fat fraction within 0.02 "
+              f"{np.mean([r[1] <= 0.02 for r in rows]):.0%}")
     dice = np.array(all_dice)
     csa_ok = np.mean([r[0] <= 1.0 for r in all_rows])
     ff_ok = np.mean([r[1] <= 0.02 for r in all_rows])
