@@ -5,12 +5,15 @@ patient file accepts it. CSA in mm^2, fat fraction as a fraction 0..1.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lumbar_twin import DATA_DIR
 from lumbar_twin.errors import InputError
 from lumbar_twin.fileio import read_json
 
@@ -19,6 +22,15 @@ SCHEMA = "lumbar-twin/morphometry@1"
 MUSCLES = ("psoas", "quadratus_lumborum", "erector_spinae", "multifidus")
 SIDES = ("left", "right")
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+@functools.cache
+def healthy_csa_mm2() -> dict[str, dict[str, float]]:
+    """Healthy adult CSA (mm^2) per muscle and disc level, one side: the template's reference
+    morphometry (data/lumbar_template.yaml, with its sources)."""
+    with open(DATA_DIR / "lumbar_template.yaml") as stream:
+        table = yaml.safe_load(stream)["reference_morphometry"]["csa_mm2"]
+    return {muscle: {level: float(v) for level, v in row.items()} for muscle, row in table.items()}
+
+
 #: lean CSA may exceed CSA x (1 - fat fraction) by this much (rounding in the writer).
 LEAN_TOLERANCE_MM2 = 1.0
 

@@ -29,6 +29,7 @@ class Shares:
     muscle: np.ndarray  # share of each voxel's volume that is muscle, 0..1
     fat: np.ndarray  # share that is the surrounding fat, 0..1
     fat_signal: tuple[float, float]  # (water, fat) signal of pure surrounding fat
+    interior: np.ndarray  # the muscle's voxels not on its border (the muscle reference's source)
 
 
 def unmix(water: np.ndarray, fat: np.ndarray, mask: np.ndarray, free: np.ndarray) -> Shares | None:
@@ -57,4 +58,4 @@ def unmix(water: np.ndarray, fat: np.ndarray, mask: np.ndarray, free: np.ndarray
     surrounding = (wm * fat - fm * water) / det
     muscle = np.clip(np.nan_to_num(muscle, nan=mask.astype(float)), 0.0, 1.0)
     surrounding = np.clip(np.nan_to_num(surrounding, nan=0.0), 0.0, 1.0)
-    return Shares(muscle, surrounding, (wf, ff))
+    return Shares(muscle, surrounding, (wf, ff), inner)

@@ -24,16 +24,8 @@ import nibabel as nib
 import numpy as np
 
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS, VERTEBRAE
-from imaging.morphometry import LEVELS, MUSCLES, SIDES, SCHEMA, Morphometry, MuscleMeasure
+from imaging.morphometry import LEVELS, MUSCLES, SIDES, SCHEMA, Morphometry, MuscleMeasure, healthy_csa_mm2
 
-#: Healthy adult CSA (mm^2) at each disc, one side (same norms and sources as the template's
-#: reference morphometry in data/lumbar_template.yaml).
-NORM_CSA_MM2 = {
-    "psoas": (450, 900, 1460, 1780, 1650),
-    "quadratus_lumborum": (380, 560, 700, 560, 250),
-    "erector_spinae": (2200, 2250, 2100, 1630, 900),
-    "multifidus": (260, 420, 650, 960, 1050),
-}
 #: Body heights of L1..L5 and disc heights L1-L2..L5-S1 (mm), Panjabi et al. 1992.
 BODY_HEIGHTS_MM = (25.0, 26.0, 27.0, 27.0, 27.0)
 DISC_HEIGHTS_MM = (9.0, 10.0, 11.0, 12.0, 11.0)
@@ -92,12 +84,13 @@ def random_anatomy(seed: int, variant: str | None = None) -> Anatomy:
     erector loss, fatty), 'slim' or 'large' (body habitus and muscle bulk off the defaults)."""
     rng = np.random.default_rng(seed)
     size = {"slim": 0.8, "large": 1.25}.get(variant, 1.0)
+    norms = healthy_csa_mm2()
     csa, aspect, jitter, wobble, fat = {}, {}, {}, {}, {}
     for muscle in MUSCLES:
         bulk = rng.uniform(0.8, 1.2) * size
         for side in SIDES:
             key = (muscle, side)
-            csa[key] = np.array(NORM_CSA_MM2[muscle], float) * bulk * rng.uniform(0.9, 1.1)
+            csa[key] = np.array([norms[muscle][level] for level in LEVELS]) * bulk * rng.uniform(0.9, 1.1)
             aspect[key] = {"psoas": 1.1, "quadratus_lumborum": 0.55, "erector_spinae": 0.75,
                            "multifidus": 1.3}[muscle] * rng.uniform(0.88, 1.12)
             jitter[key] = tuple(rng.uniform(-2.5, 2.5, 2))

@@ -9,12 +9,7 @@ weak side at about half the other. Norms: the template's reference morphometry
 """
 from __future__ import annotations
 
-import functools
-
-import yaml
-
-from imaging.morphometry import Morphometry
-from lumbar_twin import DATA_DIR
+from imaging.morphometry import Morphometry, healthy_csa_mm2
 
 #: Share of the healthy norm below which, or multiple above which, a section is suspect. Small
 #: sections (a norm under SMALL_NORM_MM2: quadratus lumborum at L5-S1, multifidus at L1-L2)
@@ -27,20 +22,12 @@ SIDE_RATIO = 3.0
 FATTY = 0.6
 
 
-@functools.cache
-def norms() -> dict[str, dict[str, float]]:
-    """Healthy CSA (mm^2) per muscle and level, one side."""
-    with open(DATA_DIR / "lumbar_template.yaml") as stream:
-        table = yaml.safe_load(stream)["reference_morphometry"]["csa_mm2"]
-    return {muscle: {level: float(v) for level, v in row.items()} for muscle, row in table.items()}
-
-
 def suspect_rows(morphometry: Morphometry) -> list[str]:
     """One line per suspect row, naming muscle, side, level and why."""
     out = []
     rows = {(m.muscle, m.side, m.level): m for m in morphometry.muscles}
     for (muscle, side, level), m in rows.items():
-        norm = norms().get(muscle, {}).get(level)
+        norm = healthy_csa_mm2().get(muscle, {}).get(level)
         where = f"{muscle} {side} at {level}"
         if norm and norm >= SMALL_NORM_MM2 and m.csa_mm2 < LOW_SHARE * norm:
             out.append(f"{where}: {m.csa_mm2:.0f} mm^2, under {LOW_SHARE:.0%} of the healthy "

@@ -117,7 +117,7 @@ def dixon_section(section: np.ndarray, value: int, water: np.ndarray, fat: np.nd
         roi = core(mask)
         return Section(float(mask.sum()), mask.sum() * _mean_amplitude(f[roi], sigma_f),
                        mask.sum() * _mean_amplitude(w[roi], sigma_w))
-    inner = ndimage.binary_erosion(mask)
+    inner = shares.interior
     ring = ndimage.binary_dilation(mask) & free
     border = (mask & ~inner) | ring
     split = np.where(ring, _neighbour_share(section, value), 1.0)[border]

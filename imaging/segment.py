@@ -123,12 +123,9 @@ def _spine_exclusion(vertebrae, geometry, convention, spacing_mm) -> np.ndarray:
     # Every slice borrows the footprint of the nearest labelled slice (discs have no label).
     has = np.nonzero(labelled.any(axis=(0, 1)))[0]
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    names = list(geometry)
-    centres_z = np.array([geometry[n].mid_slice for n in names])
-    for k in range(nz):
+    for k, g in enumerate(_nearest_vertebra(geometry, nz)):
         nearest = has[np.argmin(np.abs(has - k))]
         out[:, :, k] = ndimage.binary_dilation(labelled[:, :, nearest], iterations=1)
-        g = geometry[names[int(np.argmin(np.abs(centres_z - k)))]]
         # canal: on the midline, from the body's back to about 1.3 half-depths behind it
         cx, cy = g.centre
         back = cy - g.half_depth_mm / sy
@@ -143,14 +140,18 @@ def _spine_exclusion(vertebrae, geometry, convention, spacing_mm) -> np.ndarray:
 
 def _behind_bodies(shape, geometry, spacing_mm) -> np.ndarray:
     """Voxels behind the back wall of the nearest vertebral body (the paraspinal compartment)."""
-    names = list(geometry)
-    centres_z = np.array([geometry[n].mid_slice for n in names])
     out = np.zeros(shape, bool)
-    for k in range(shape[2]):
-        g = geometry[names[int(np.argmin(np.abs(centres_z - k)))]]
+    for k, g in enumerate(_nearest_vertebra(geometry, shape[2])):
         back = int(np.floor(g.centre[1] - g.half_depth_mm / spacing_mm[1]))  # canonical axis 1: anterior
         out[:, :max(0, back), k] = True
     return out
+
+
+def _nearest_vertebra(geometry, nz: int) -> list[VertebraGeometry]:
+    """For every slice, the vertebra whose mid slice is nearest."""
+    names = list(geometry)
+    centres_z = np.array([geometry[n].mid_slice for n in names])
+    return [geometry[names[int(np.argmin(np.abs(centres_z - k)))]] for k in range(nz)]
 
 
 def _seeds(candidate, spine, geometry, spacing_mm) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Warnings for rows that are more likely a segmentation failure than anatomy."""
 from dataclasses import replace
 
-from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure
-from imaging.plausibility import norms, suspect_rows
+from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
+from imaging.plausibility import suspect_rows
 
 
 def healthy(**changes) -> Morphometry:
@@ -11,7 +11,7 @@ def healthy(**changes) -> Morphometry:
     for muscle in MUSCLES:
         for side in SIDES:
             for level in LEVELS:
-                csa, ff = changes.get(f"{muscle}_{side}_{level}", (norms()[muscle][level], 0.1))
+                csa, ff = changes.get(f"{muscle}_{side}_{level}", (healthy_csa_mm2()[muscle][level], 0.1))
                 rows.append(MuscleMeasure(muscle, side, level, csa, csa * (1 - ff), ff))
     return Morphometry("s", tuple(rows), provenance={})
 
