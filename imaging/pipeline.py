@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
 from imaging.find_levels import find_spine
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
@@ -24,14 +25,20 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import suspect_rows
+from imaging.plausibility import labels_on_skin, suspect_rows
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
-from imaging.segment import segment
+from imaging import segment as watershed_segmenter
+from imaging import segment_anatomical
 from imaging.single_contrast import calibrate_on_psoas, prepare
 from lumbar_twin import __version__
 from lumbar_twin.errors import InputError
 from lumbar_twin.fileio import staged_directory, write_json_atomic, write_text_atomic
 
+#: Built-in segmenters: name -> (function, what provenance calls it).
+SEGMENTERS = {
+    "anatomical": (segment_anatomical.segment, "built-in anatomical compartments (imaging.segment_anatomical)"),
+    "watershed": (watershed_segmenter.segment, "built-in seeded watershed (imaging.segment)"),
+}
 OUTPUT_FILES = ("labels.nii.gz", "morphometry.json", "morphometry.csv", "qc.png")
 
 
@@ -46,9 +53,19 @@ class SegmentationResult:
 def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: str | Path | None = None,
                      image: str | Path | None = None, vertebrae: str | Path | None = None,
                      vertebra_labels: str | None = None, labels: str | Path | None = None,
-                     label_map: str | Path | None = None, subject: str | None = None) -> SegmentationResult:
+                     label_map: str | Path | None = None, subject: str | None = None,
+                     method: str = "anatomical", accept_implausible: bool = False) -> SegmentationResult:
     """Segment and quantify a lumbar MRI (Dixon `water` + `fat`, or one T1-weighted `image`);
-    every input fault is raised before anything is written."""
+    every input fault is raised before anything is written. `method` picks the built-in
+    segmenter (SEGMENTERS).
+
+    A result that fails the plausibility checks (imaging.plausibility: an area far outside the
+    healthy range, sides more than 3 x apart, a muscle on the skin) raises InputError and
+    writes nothing, unless `accept_implausible`: then it is written with the reasons in
+    provenance["warnings"] and provenance["accepted_implausible"] set."""
+    if method not in SEGMENTERS:
+        raise InputError(None, f"unknown segmentation method {method!r}; expected one of {', '.join(SEGMENTERS)}",
+                         field="--method")
     reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
     against = "water image" if contrast is None else "image"
     spacing = reference.spacing_mm
@@ -66,7 +83,7 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
             raise InputError(labels, "an external label map needs --label-map (name -> value JSON)")
         muscle_labels = _import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
     else:
-        muscle_labels = segment(water_data, fat_data, vertebra_map, convention, spacing)
+        muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing)
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
@@ -84,9 +101,15 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                       f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
                       f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
         inputs = {"image": reference_hash}
+    problems = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing) + suspect_rows(morphometry)
+    if problems and not accept_implausible:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "
+                                           "rerun with --accept-implausible to write it with these warnings and "
+                                           "check qc.png")
     morphometry = replace(morphometry, provenance={
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
-        "method": "imported label map" if labels is not None else "built-in seeded watershed (imaging.segment)"
+        "method": "imported label map" if labels is not None else SEGMENTERS[method][1]
                   + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
         "fat_fraction": fat_method,
         "contrast": "dixon" if contrast is None else "single",
@@ -94,7 +117,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
-        "warnings": suspect_rows(morphometry),
+        "warnings": problems,
+        "accepted_implausible": bool(problems),
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:

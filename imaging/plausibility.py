@@ -4,11 +4,17 @@ qc.png before trusting a row.
 A muscle far below or above the healthy norm at its level, or one side several times the
 other, is more often a segmentation failure (a seed lost, a muscle absorbed by its neighbour,
 a leak into the viscera) than anatomy: the phantoms' strongest one-sided atrophy leaves the
-weak side at about half the other. Norms: the template's reference morphometry
-(data/lumbar_template.yaml, with its sources). The checks warn; they do not stop the run.
+weak side at about half the other. A muscle label on the skin is a seed that landed on the
+lean line of the skin. Norms: the template's reference morphometry (data/lumbar_template.yaml,
+with its sources). `lumbar-twin segment` refuses a result with any of these unless the user
+accepts it (imaging.pipeline).
 """
 from __future__ import annotations
 
+import numpy as np
+
+from imaging.body import depth_mm
+from imaging.labels import LABEL_NAMES
 from imaging.morphometry import Morphometry, healthy_csa_mm2
 
 #: Share of the healthy norm below which, or multiple above which, a section is suspect. Small
@@ -20,6 +26,10 @@ SIDE_RATIO = 3.0
 #: The built-in segmenter takes muscle up to this fat fraction (imaging.segment); above it a
 #: muscle is largely fat and its outline is a guess.
 FATTY = 0.6
+#: The skin of the back and flanks is 1-2 mm thick and subcutaneous fat lies under it: a muscle
+#: has no business this close to the body's outline, and a label with more than ON_SKIN_SHARE
+#: of its voxels there lies on the skin.
+ON_SKIN_MM, ON_SKIN_SHARE = 2.0, 0.01
 
 
 def suspect_rows(morphometry: Morphometry) -> list[str]:
@@ -42,4 +52,19 @@ def suspect_rows(morphometry: Morphometry) -> list[str]:
         if other is not None and min(m.csa_mm2, other.csa_mm2) * SIDE_RATIO < max(m.csa_mm2, other.csa_mm2):
             out.append(f"{muscle} at {level}: left {m.csa_mm2:.0f} and right {other.csa_mm2:.0f} mm^2, more "
                        f"than {SIDE_RATIO:g} x apart")
+    return out
+
+
+def labels_on_skin(labels: np.ndarray, body: np.ndarray, spacing_mm) -> list[str]:
+    """One line per muscle label lying on the skin: more than ON_SKIN_SHARE of its voxels within
+    ON_SKIN_MM of the body's outline (`body` from imaging.body.body_outline, canonical grid)."""
+    depth = depth_mm(body, spacing_mm)
+    out = []
+    for value, name in LABEL_NAMES.items():
+        mask = labels == value
+        count = int(mask.sum())
+        on_skin = int(np.count_nonzero(mask & (depth < ON_SKIN_MM)))
+        if count and on_skin > ON_SKIN_SHARE * count:
+            out.append(f"{name.replace('_left', ' left').replace('_right', ' right')}: {on_skin} of its "
+                       f"{count} voxels lie within {ON_SKIN_MM:g} mm of the skin (outside the body wall?)")
     return out

@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
                                          "bodies are found on the image, numbered up from the sacrum)")
     seg.add_argument("--vertebra-labels", metavar="CONVENTION",
                      help="'default' (L1..L5 = 1..5, S1 = 6), 'totalsegmentator', or a JSON {\"L1\": value, ...}")
+    seg.add_argument("--method", choices=("anatomical", "watershed"), default="anatomical",
+                     help="built-in segmenter: 'anatomical' (default: compartments of real anatomy, measured on a "
+                          "real Dixon scan and two phantom families) or 'watershed' (the earlier method: right on "
+                          "its own phantom only); docs/imaging.md")
+    seg.add_argument("--accept-implausible", action="store_true",
+                     help="write a result that fails the plausibility checks (areas far outside the healthy range, "
+                          "sides more than 3 x apart, a muscle on the skin) with its warnings, instead of stopping")
     seg.add_argument("--labels", help="external muscle label map (skips the built-in segmenter)")
     seg.add_argument("--label-map", help="JSON {\"multifidus_left\": value, ..., \"ignore\": [values]}")
     seg.add_argument("--subject", help="pseudonym to record (default: a hash of the pixels)")
@@ -163,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     ph.add_argument("--noise", type=float, default=0.04, help="Rician sigma relative to full signal (0.02-0.06)")
     ph.add_argument("--variant", choices=("slim", "large", "atrophy"), help="anatomy off the defaults")
     ph.add_argument("--orientation", metavar="CODES", help="stored axis codes, e.g. LPS or RAS (default: by seed)")
+    ph.add_argument("--family", choices=("default", "anatomic"), default="default",
+                    help="'anatomic': the family written from anatomy references independently of the segmenters "
+                         "(imaging/anatomic_phantom.py; habitus, voxel size and noise drawn from the seed)")
     ph.set_defaults(run=_run_phantom)
     return parser
 
@@ -242,7 +252,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = run_segmentation(args.out, water=args.water, fat=args.fat, image=args.image, vertebrae=args.vertebrae,
                               vertebra_labels=args.vertebra_labels, labels=args.labels, label_map=args.label_map,
-                              subject=args.subject)
+                              subject=args.subject, method=args.method,
+                              accept_implausible=args.accept_implausible)
     levels = result.levels
     print(f"segmented {result.morphometry.subject}: levels {', '.join(levels.found)} "
           f"in {time.perf_counter() - start:.1f} s"
@@ -391,11 +402,31 @@ def _run_phantom(args: argparse.Namespace) -> int:
         orientation = codes
     if not 0.0 <= args.noise <= 0.5:
         raise InputError(None, f"{args.noise} is outside 0..0.5", field="--noise")
+    if args.family == "anatomic":
+        return _run_anatomic_phantom(args)
     phantom = make_phantom(args.seed, noise=args.noise, orientation=orientation, variant=args.variant)
     with staged_directory(args.out) as stage:
         files = write_phantom(phantom, stage)
     print(f"phantom seed {args.seed} ({''.join(phantom.orientation)}, noise {args.noise:g}, "
           f"shape {phantom.water.shape}) -> {args.out}")
+    for path in files.values():
+        print(f"  {args.out}/{path.name}")
+    return 0
+
+
+def _run_anatomic_phantom(args: argparse.Namespace) -> int:
+    from imaging.anatomic_phantom import make_anatomic_phantom, write_anatomic_phantom
+    from lumbar_twin.errors import InputError
+    from lumbar_twin.fileio import staged_directory
+
+    if args.variant or args.orientation:
+        raise InputError(None, "the anatomic family draws its habitus and orientation from the seed",
+                         field="--variant" if args.variant else "--orientation")
+    phantom = make_anatomic_phantom(args.seed)
+    with staged_directory(args.out) as stage:
+        files = write_anatomic_phantom(phantom, stage)
+    print(f"anatomic phantom seed {args.seed} ({phantom.params['habitus']}, voxel "
+          f"{' x '.join(f'{v:.2f}' for v in phantom.params['voxel_mm'])} mm, shape {phantom.water.shape}) -> {args.out}")
     for path in files.values():
         print(f"  {args.out}/{path.name}")
     return 0

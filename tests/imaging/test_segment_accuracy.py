@@ -1,4 +1,7 @@
-"""Built-in segmentation against phantoms whose truth is known (issue 4, item 7).
+"""The watershed segmenter (imaging.segment, `--method watershed`) against the phantoms it was
+written with (issue 4, item 7): a regression guard for that method; the default anatomical
+segmenter is measured on real scans and both phantom families (test_real_dixon.py,
+test_segment_families.py).
 
 Ten subjects (noise 2-6 %, default anatomy and slim, large and one-sided-atrophy variants),
 each in its own storage orientation. Every muscle must reach the Dice target and nearly every

@@ -5,7 +5,9 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from imaging.body import body_outline
 from imaging.labels import MUSCLE_LABELS
 from imaging.morphometry import load_morphometry
 from imaging.phantom import write_phantom
@@ -63,23 +65,48 @@ def test_external_label_map_is_imported_with_a_mapping(phantom_dir, tmp_path):
     assert load_morphometry(out / "morphometry.json").provenance["method"] == "imported label map"
 
 
-def test_a_muscle_missing_from_the_labels_is_warned_about(phantom_dir, tmp_path, capsys):
-    """An imported map that lost the right multifidus: named on stderr and in the provenance,
-    the run still completes (warnings do not stop it); the built-in run raises none."""
+def test_an_implausible_result_stops_unless_accepted(phantom_dir, tmp_path, capsys):
+    """An imported map that lost the right multifidus: one line naming the problem, exit 2 and
+    nothing written; with --accept-implausible it is written, the problems named on stderr and
+    in the provenance. The built-in run on the same phantom raises none."""
     img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
     data = np.asarray(img.dataobj).astype(np.uint8)
     mapping = {f"{m}_{s}": v for (m, s), v in MUSCLE_LABELS.items()}
     data[data == mapping["multifidus_right"]] = 0
     nib.save(nib.Nifti1Image(data, img.affine), str(tmp_path / "ext.nii.gz"))
     (tmp_path / "map.json").write_text(json.dumps(mapping))
-    assert main(segment_args(phantom_dir, tmp_path / "imported", "--labels", str(tmp_path / "ext.nii.gz"),
-                             "--label-map", str(tmp_path / "map.json"))) == 0
+    imported = segment_args(phantom_dir, tmp_path / "imported", "--labels", str(tmp_path / "ext.nii.gz"),
+                            "--label-map", str(tmp_path / "map.json"))
+    assert main(imported) == 2
+    err = capsys.readouterr().err
+    assert "implausible segmentation, nothing written: multifidus right at L1-L2" in err or \
+        "implausible segmentation, nothing written: multifidus" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "imported").exists()
+    assert main(imported + ["--accept-implausible"]) == 0
     err = capsys.readouterr().err
     assert "check qc.png: multifidus right at L3-L4: 0 mm^2" in err
-    warned = load_morphometry(tmp_path / "imported" / "morphometry.json").provenance["warnings"]
-    assert any(line.startswith("multifidus right at L4-L5") for line in warned)
+    provenance = load_morphometry(tmp_path / "imported" / "morphometry.json").provenance
+    assert provenance["accepted_implausible"] is True
+    assert any(line.startswith("multifidus right at L4-L5") for line in provenance["warnings"])
     assert main(segment_args(phantom_dir, tmp_path / "built-in")) == 0
     assert "check qc.png" not in capsys.readouterr().err
+
+
+def test_a_label_on_the_skin_stops_the_run(phantom_dir, tmp_path, capsys):
+    """A label map whose erector spinae runs along the skin (the failure seen on real scans)."""
+    img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
+    data = np.asarray(img.dataobj).astype(np.uint8)
+    total = sum(np.asarray(nib.load(str(phantom_dir / f"{c}.nii.gz")).dataobj) for c in ("water", "fat"))
+    body = body_outline(total)  # stored axial: the slice axis is the last one
+    edge = body & ~ndimage.binary_erosion(body, structure=np.ones((3, 3, 1), bool))
+    data[edge & (data == 0)] = MUSCLE_LABELS[("erector_spinae", "left")]
+    nib.save(nib.Nifti1Image(data, img.affine), str(tmp_path / "ext.nii.gz"))
+    (tmp_path / "map.json").write_text(json.dumps({f"{m}_{s}": v for (m, s), v in MUSCLE_LABELS.items()}))
+    assert main(segment_args(phantom_dir, tmp_path / "out", "--labels", str(tmp_path / "ext.nii.gz"),
+                             "--label-map", str(tmp_path / "map.json"))) == 2
+    assert "lie within 2 mm of the skin" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_dir, tmp_path):
@@ -215,10 +242,13 @@ def test_dicom_folders_work_and_identity_never_reaches_an_output(phantom_dir, tm
     for name, scale in (("water", 1000), ("fat", 1000), ("vertebrae", 1)):
         to_dicom(phantom_dir / f"{name}.nii.gz", tmp_path / name, scale)
     out = tmp_path / "out"
+    # the watershed method: its borders do not move with the 1-2 % of DICOM's integer rescaling,
+    # so any difference is the reader's (the anatomical method's multifidus / erector spinae
+    # border moves by a voxel column under such noise, docs/imaging.md)
     assert main(["segment", "--water", str(tmp_path / "water"), "--fat", str(tmp_path / "fat"),
-                 "--vertebrae", str(tmp_path / "vertebrae"), "--out", str(out)]) == 0
+                 "--vertebrae", str(tmp_path / "vertebrae"), "--method", "watershed", "--out", str(out)]) == 0
     from_nifti = tmp_path / "nifti"
-    assert main(segment_args(phantom_dir, from_nifti)) == 0
+    assert main(segment_args(phantom_dir, from_nifti, "--method", "watershed")) == 0
     a, b = load_morphometry(out / "morphometry.json"), load_morphometry(from_nifti / "morphometry.json")
     for x, y in zip(a.muscles, b.muscles):
         assert x.csa_mm2 == pytest.approx(y.csa_mm2, abs=8.0)

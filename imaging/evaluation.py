@@ -1,0 +1,78 @@
+"""A label map against reference labels: the figures issue 11 sets its targets in.
+
+Used by benchmarks/segmentation_accuracy.py and the tests; useful to anyone who holds manual
+labels of their own scans. Arrays are canonical (RAS) label maps in imaging.labels values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imaging.io import load_image
+from imaging.labels import MUSCLE_LABELS, muscle_label_map
+from imaging.levels import Levels
+from imaging.morphometry import Morphometry
+from imaging.quantify import quantify
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """One muscle and side against its reference."""
+
+    dice: float
+    #: |CSA - reference CSA| / reference CSA on every slice the reference holds (fractions).
+    slice_csa_error: np.ndarray
+    #: |CSA - reference CSA| / reference CSA at each disc level found, from quantify (fractions).
+    level_csa_error: np.ndarray
+    #: |fat fraction - reference's| at each level (reference: the fat fraction read inside the
+    #: reference outline, or the truth of a phantom).
+    level_ff_error: np.ndarray
+
+
+def dice(labels: np.ndarray, reference: np.ndarray, value: int) -> float:
+    """Dice overlap of one label value (1.0 when both are empty)."""
+    a, b = labels == value, reference == value
+    total = int(a.sum() + b.sum())
+    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
+
+
+def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.ndarray,
+              levels: Levels, keys=None, truth: Morphometry | None = None) -> dict[tuple[str, str], Agreement]:
+    """Per (muscle, side) in `keys` (default: every muscle the reference holds): Dice over the
+    volume, per-slice and per-level CSA error, per-level fat-fraction error. Levels are compared
+    with quantify on both label maps; `truth` (a phantom's exact morphometry) replaces the
+    reference's own quantification where given."""
+    keys = keys or [key for key, value in MUSCLE_LABELS.items() if np.any(reference == value)]
+    ours = quantify(labels, water, fat, affine, levels, "labels")
+    ref = truth if truth is not None else quantify(reference, water, fat, affine, levels, "reference")
+    out = {}
+    for key in keys:
+        value = MUSCLE_LABELS[key]
+        per_a = (labels == value).sum(axis=(0, 1)).astype(float)
+        per_b = (reference == value).sum(axis=(0, 1)).astype(float)
+        held = per_b > 0
+        level_csa, level_ff = [], []
+        for level in levels.found:
+            got, want = ours.get(*key, level), ref.get(*key, level)
+            if want.csa_mm2 > 0:
+                level_csa.append(abs(got.csa_mm2 - want.csa_mm2) / want.csa_mm2)
+                level_ff.append(abs(got.fat_fraction - want.fat_fraction))
+        out[key] = Agreement(dice(labels, reference, value), np.abs(per_a[held] - per_b[held]) / per_b[held],
+                             np.array(level_csa), np.array(level_ff))
+    return out
+
+
+def load_reference_subject(water: str | Path, fat: str | Path, vertebrae: str | Path, labels: str | Path,
+                           label_map: str | Path) -> dict:
+    """A Dixon scan with reference labels, canonical: water, fat, affine, vertebrae (int32),
+    reference (uint8 toolkit values through `label_map`, as `segment --label-map` reads it)."""
+    water_img = load_image(water, "water image")
+    manual = np.rint(load_image(labels, "reference label map").data).astype(np.int64)
+    reference = np.zeros(manual.shape, np.uint8)
+    for external, value in muscle_label_map(label_map).items():
+        reference[manual == external] = value
+    return dict(water=water_img.data, fat=load_image(fat, "fat image").data, affine=water_img.affine,
+                vertebrae=np.rint(load_image(vertebrae, "vertebra label map").data).astype(np.int32),
+                reference=reference)

@@ -1,0 +1,439 @@
+"""Built-in anatomical segmentation of psoas, quadratus lumborum, erector spinae and multifidus
+(left and right) on Dixon water/fat images, with no learned weights (`segment --method
+anatomical`, the default).
+
+Written against real scans (issue 11), where imaging.segment's seeds land on the lean line of
+the skin and its psoas floods the retroperitoneum. Decisions rest on anatomy that every lumbar
+scan shares, placed slice by slice around the vertebral body (its section in the vertebra
+label map; the back wall and midline interpolated between the vertebrae's mid sections):
+
+1. Tissue: the body (per slice, imaging.body); its outer SKIN_MM is never muscle. Lean tissue
+   is fat fraction < 0.5 (< 0.65 behind the vertebral body, where atrophied paraspinals grow
+   fatty), bright enough to be soft tissue, outside the vertebral body, the spinal canal and
+   the prevertebral midline, with thin lean lines (fascia, skin folds) opened away.
+2. The paraspinal mass, each side: lean tissue behind the back wall (laterally, behind the
+   transverse processes), cut from latissimus dorsi, the flank and a kidney at necks under
+   2 x MASS_NECK_MM, that reaches the spinous processes. The spinous processes and
+   interspinous ligaments (the fattiest column near the midline behind the canal) part the two
+   sides.
+3. Multifidus against erector spinae: multifidus fills the groove beside the spinous process,
+   erector spinae lies lateral to it. Seeds cover the clearly medial and clearly lateral parts
+   of the mass, sized by the template's healthy multifidus share at the level
+   (data/lumbar_template.yaml, reference_morphometry); the watershed finds the fascial plane in
+   the band between.
+4. Psoas: seeded on the lean tissue nearest the side of the vertebral body, allowed within
+   PSOAS_REACH_HW body half-widths of it. Quadratus lumborum: seeded on the lean tissue nearest
+   the front of the erector spinae's lateral half, allowed within QUADRATUS_REACH_MM of it.
+   "Other" seeds hold what no muscle may take: tissue in front of the vertebral body, far in
+   front, far lateral behind the transverse processes, sheets behind the back wall outside the
+   mass, and organs (lean parts larger than any quadratus lumborum section).
+5. One 3-D marker watershed on the fat-fraction map, its thin bright lines (fascial planes)
+   raised by a tubeness filter, grows every seed through lean tissue (a muscle seeded on one
+   slice reaches the next); each muscle keeps only the voxels allowed to it.
+6. As in imaging.segment: borders move to where a voxel is half muscle (partial volume), and
+   fat patches at a muscle's edge are taken back.
+
+Measured figures and what still fails: docs/imaging.md ("On real scans").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import sato
+from skimage.segmentation import watershed
+
+from imaging.body import body_outline, depth_mm
+from imaging.labels import MUSCLE_LABELS, VERTEBRAE
+from imaging.levels import vertebra_slices
+from imaging.morphometry import LEVELS, healthy_csa_mm2
+from imaging.segment import VertebraGeometry, _bridge_fat_patches, _close_outlines, _partial_volume_borders
+from lumbar_twin.errors import InputError
+
+LEAN_FAT_FRACTION = 0.5
+#: Behind the vertebral bodies a muscle may be fattier and still be found: fatty atrophy takes
+#: multifidus and erector spinae from their healthy 0.12-0.21 (Crawford et al. 2016; Si et al.
+#: 2023) to 0.5 and beyond; in front, psoas at 0.65 would join the viscera.
+PARASPINAL_FAT_FRACTION = 0.65
+#: Soft tissue is at least this share of the lean-muscle signal (bone and air are far below).
+MIN_SIGNAL_SHARE = 0.45
+#: Skin (1-2 mm on the back) with its partial volume at the body's outline: never muscle.
+SKIN_MM = 3.0
+#: Lean lines thinner than twice this (fascia, skin folds, vessels) are cut off the muscles.
+OPENING_MM = 2.0
+#: Fascial planes: line widths the filter looks for (mm) and their weight on the watershed map.
+FASCIA_SIGMAS_MM, FASCIA_WEIGHT = (0.75, 1.5), 2.0
+#: Label of the "other" seeds (organs, other muscles), dropped after the watershed.
+OTHER = 255
+
+# Paraspinal compartment
+#: The transverse processes' plane behind the vertebral body's back wall, in body half-widths
+#: (they leave the pedicle-lamina junction a few mm behind the back wall).
+TRANSVERSE_PROCESS_HW = 0.25
+#: Necks narrower than twice this join a back muscle to latissimus dorsi, the abdominal wall or
+#: a kidney only by contact; the erector spinae is 25-50 mm thick.
+MASS_NECK_MM = 8.0
+#: Behind the transverse processes, the erector spinae ends about three vertebral body
+#: half-widths from the midline (60-80 mm); further out lie latissimus dorsi and the flank.
+LATERAL_LIMIT_HW = 3.5
+#: Half-width of the spinous process and interspinous ligament strip, at least and at most
+#: (the spinous process is 5-9 mm thick, Panjabi et al. 1992), and how far from the vertebral
+#: body's midline it is looked for (rotation, scoliosis).
+SPINOUS_HALF_MM, SPINOUS_MAX_HALF_MM, SPINOUS_SEARCH_MM = 3.0, 6.0, 6.0
+
+# Psoas and quadratus lumborum
+#: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
+PSOAS_GAP_MM = 15.0
+#: Psoas lies within this many body half-widths of the vertebral body: a 1800-2000 mm^2 section
+#: at L4-L5 (the template's norms) beside a 45-50 mm wide body reaches 50-65 mm from it.
+PSOAS_REACH_HW = 3.0
+#: Quadratus lumborum seeds: the lean tissue nearest the erector spinae's front, if this close
+#: to it (the transverse process tips and the middle layer of the thoracolumbar fascia lie
+#: between), within QUADRATUS_DEPTH_MM in front of it, seeded up to QUADRATUS_SEED_MM in front;
+#: the muscle within QUADRATUS_REACH_MM of the erector spinae (it is 10-20 mm thick).
+QUADRATUS_GAP_MM, QUADRATUS_DEPTH_MM, QUADRATUS_SEED_MM, QUADRATUS_REACH_MM = 22.0, 30.0, 25.0, 35.0
+#: A lean part beside the spine larger than any quadratus lumborum section (norms reach
+#: 700-900 mm^2) is an organ: a kidney's section is 1500-3000 mm^2.
+ORGAN_AREA_MM2 = 1400.0
+
+
+@dataclass(frozen=True)
+class SliceFrame:
+    """One slice's anatomy frame: its vertebral body section, back wall and level."""
+
+    centre: np.ndarray  # voxel (x, y); x is the midline
+    back_y: float  # voxel y of the body's back wall
+    half_width_mm: float
+    half_depth_mm: float
+    body: np.ndarray  # the body section (bool, in-plane)
+    level: float  # 0 = L1-L2 disc ... 4 = L5-S1 disc (vertebral mid slices at half-integers)
+
+
+def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int],
+            spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """Muscle label map (values of imaging.labels.MUSCLE_LABELS) on the canonical grid.
+
+    water, fat: (nx, ny, nz) Dixon magnitude images in canonical RAS orientation (axis 0 to the
+    patient's right, 1 anterior, 2 superior); vertebrae: vertebral-body label map on the same
+    grid in `convention`; spacing_mm: voxel size. Raises InputError when fewer than two lumbar
+    vertebrae are labelled.
+    """
+    sx, sy, _ = spacing_mm
+    total = ndimage.gaussian_filter(water + fat, sigma=(0.7, 0.7, 0))
+    fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ff = np.where(total > 1e-6, fat_s / total, 1.0)
+    body = body_outline(total)
+    depth = depth_mm(body, spacing_mm)
+    deep = body & (depth > 10.0)
+    lean_level = float(np.median(total[deep & (ff < 0.2)])) if np.any(deep & (ff < 0.2)) else float(total[body].mean())
+    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
+    if len(geometry) < 2:
+        raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
+    frames = _slice_frames(vertebrae, convention, geometry, spacing_mm)
+    soft = body & (total > MIN_SIGNAL_SHARE * lean_level)
+    spine = np.zeros(body.shape, bool)
+    markers = np.zeros(body.shape, np.int32)
+    allowed = np.zeros(body.shape, np.uint16)
+    lean_all = np.zeros(body.shape, bool)
+    for k, frame in enumerate(frames):
+        spine[:, :, k] = _spine_section(frame, body.shape[:2], spacing_mm)
+        lean_enough = np.where(_behind_back_wall(frame, body.shape[:2]), PARASPINAL_FAT_FRACTION,
+                               LEAN_FAT_FRACTION)
+        lean = soft[:, :, k] & (ff[:, :, k] < lean_enough) & (depth[:, :, k] > SKIN_MM) & ~spine[:, :, k]
+        lean = ndimage.binary_opening(lean, structure=_disk(OPENING_MM, sx, sy))
+        lean_all[:, :, k] = lean
+        markers[:, :, k], allowed[:, :, k] = _seed_slice(lean, ff[:, :, k], frame, spacing_mm)
+    labels = _grow(_fascia_enhanced(ff, spacing_mm), markers, lean_all, allowed)
+    labels = _partial_volume_borders(labels, water, fat, soft & ~spine & (depth > SKIN_MM))
+    labels = _close_outlines(labels, ff, spine, body, spacing_mm)
+    return _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
+
+
+def _grow(elevation: np.ndarray, markers: np.ndarray, lean: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """A 3-D marker watershed on the map through the lean tissue (a muscle seeded on one slice
+    reaches the next through its own tissue); "other" is dropped after, and so is each muscle
+    outside the voxels allowed to it (bit label - 1 of `allowed`)."""
+    grown = watershed(elevation, markers=markers, mask=lean | (markers > 0))
+    grown[grown == OTHER] = 0
+    bit = np.clip(grown.astype(np.int64) - 1, 0, 15)
+    grown[(grown > 0) & ((allowed.astype(np.int64) >> bit) & 1 == 0)] = 0
+    return grown.astype(np.uint8)
+
+
+def _fascia_enhanced(ff: np.ndarray, spacing_mm) -> np.ndarray:
+    """The fat-fraction map with thin bright lines (fascial planes, 1-3 mm) raised, slice by
+    slice (a Sato tubeness filter), so the watershed parts touching muscles along them."""
+    sx, _, _ = spacing_mm
+    sigmas = [s / sx for s in FASCIA_SIGMAS_MM]
+    lines = np.stack([sato(ff[:, :, k], sigmas=sigmas, black_ridges=False) for k in range(ff.shape[2])], -1)
+    return ff + FASCIA_WEIGHT * lines
+
+
+def _disk(radius_mm: float, sx: float, sy: float) -> np.ndarray:
+    rx, ry = max(1, int(round(radius_mm / sx))), max(1, int(round(radius_mm / sy)))
+    yy, xx = np.ogrid[-rx:rx + 1, -ry:ry + 1]
+    return (yy / rx) ** 2 + (xx / ry) ** 2 <= 1
+
+
+def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
+    """Size and centre of each labelled vertebral body on its mid slice; a body cut by the
+    volume's top or bottom edge is left out while two whole ones remain (its section is not its
+    middle)."""
+    sx, sy, _ = spacing_mm
+    nz = vertebrae.shape[2]
+    whole, cut = {}, {}
+    for name, mask, slices in vertebra_slices(vertebrae, convention):
+        mid = int(round(0.5 * (slices.min() + slices.max())))
+        section = mask[:, :, mid] if mask[:, :, mid].any() else mask[:, :, slices[len(slices) // 2]]
+        xs, ys = np.nonzero(section)
+        geometry = VertebraGeometry(
+            centre=np.array([xs.mean(), ys.mean()]),
+            half_width_mm=0.5 * (xs.max() - xs.min() + 1) * sx,
+            half_depth_mm=0.5 * (ys.max() - ys.min() + 1) * sy,
+            mid_slice=mid,
+        )
+        present = np.nonzero(mask.any(axis=(0, 1)))[0]
+        (cut if present.min() == 0 or present.max() == nz - 1 else whole)[name] = geometry
+    return whole if len(whole) >= 2 else {**whole, **cut}
+
+
+def _slice_frames(vertebrae, convention, geometry, spacing_mm) -> list[SliceFrame]:
+    """Every slice's frame: the body section on that slice when it is labelled (at least 30 %
+    of its vertebra's mid section), otherwise the nearest labelled section; size from the
+    nearest whole vertebra; level from the vertebrae's mid slices."""
+    sx, sy, _ = spacing_mm
+    nz = vertebrae.shape[2]
+    labelled = np.isin(vertebrae, [convention[n] for n in VERTEBRAE if n in convention])
+    names = list(geometry)
+    mids = np.array([geometry[n].mid_slice for n in names], float)
+    order = np.argsort(mids)
+    # vertebra mid slices sit halfway between their discs: L1 at -0.5, L2 at 0.5, ... S1 at 4.5
+    positions = np.array([VERTEBRAE.index(n) - 0.5 for n in names])
+    counts = labelled.sum(axis=(0, 1))
+    # the back wall and midline follow the vertebrae's mid sections (lordosis), not an endplate's
+    backs = np.array([geometry[n].centre[1] - geometry[n].half_depth_mm / sy for n in names])
+    midlines = np.array([geometry[n].centre[0] for n in names])
+    frames = []
+    for k in range(nz):
+        g = geometry[names[int(np.argmin(np.abs(mids - k)))]]
+        full = np.pi * g.half_width_mm * g.half_depth_mm / (sx * sy)
+        usable = np.nonzero(counts >= 0.3 * full)[0]
+        own = usable[np.argmin(np.abs(usable - k))] if usable.size else None
+        section = ndimage.binary_fill_holes(labelled[:, :, own]) if own is not None else np.zeros(labelled.shape[:2], bool)
+        back = float(np.interp(k, mids[order], backs[order]))
+        centre_x = float(np.interp(k, mids[order], midlines[order]))
+        level = float(np.interp(k, mids[order], positions[order], left=np.nan, right=np.nan))
+        if np.isnan(level):  # beyond the outermost vertebrae: extrapolate at the mean spacing
+            step = np.mean(np.diff(positions[order]) / np.diff(mids[order]))
+            end = 0 if k < mids.min() else -1
+            level = positions[order][end] + step * (k - mids[order][end])
+        frames.append(SliceFrame(np.array([centre_x, back + g.half_depth_mm / sy]), back, g.half_width_mm,
+                                 g.half_depth_mm, section, float(np.clip(level, -0.5, 4.5))))
+    return frames
+
+
+def _behind_back_wall(frame: SliceFrame, shape) -> np.ndarray:
+    """Voxels behind the back wall of the slice's vertebral body (canonical axis 1: anterior)."""
+    out = np.zeros(shape, bool)
+    out[:, :max(0, int(np.floor(frame.back_y)))] = True
+    return out
+
+
+def _spine_section(frame: SliceFrame, shape, spacing_mm) -> np.ndarray:
+    """The vertebral body (dilated by a voxel), the spinal canal behind it (on the midline, as
+    wide as 0.9 and as deep as 0.8 body half-widths: the canal is 20-25 mm across and
+    15-20 mm deep in the lumbar spine, Panjabi et al. 1992) and the prevertebral midline (great
+    vessels: no muscle crosses the midline in front of the body)."""
+    sx, sy, _ = spacing_mm
+    gx, gy = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    lateral = np.abs(gx - frame.centre[0]) * sx
+    behind = (frame.back_y - gy) * sy
+    hw = frame.half_width_mm
+    canal = (lateral < 0.45 * hw) & (behind >= -1) & (behind <= 0.8 * hw)
+    front = (lateral < 0.5 * hw) & (gy >= frame.centre[1])
+    return ndimage.binary_dilation(frame.body) | canal | front
+
+
+def _template_multifidus_share(level: float) -> float:
+    """Multifidus share of multifidus + erector spinae at a level (healthy template norms)."""
+    norms = healthy_csa_mm2()
+    share = [norms["multifidus"][lv] / (norms["multifidus"][lv] + norms["erector_spinae"][lv]) for lv in LEVELS]
+    return float(np.interp(level, np.arange(len(LEVELS)), share))
+
+
+def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm):
+    """(markers, allowed) on one slice from where each muscle sits (module docstring, 2-3);
+    allowed holds, per voxel, a bit (1 << (label - 1)) for each muscle that may lie there."""
+    sx, sy, _ = spacing_mm
+    nx, ny = lean.shape
+    gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    behind = (frame.back_y - gy) * sy  # mm behind the body's back wall
+    ahead = (gy - frame.centre[1]) * sy  # mm in front of the body's centre
+    hw, hd = frame.half_width_mm, frame.half_depth_mm
+    midline, spinous_half = _spinous_strip(ff, behind, frame, spacing_mm)
+    lateral = (gx - midline) * sx  # + to the right
+    # the spinous process and interspinous ligament part the two multifidus
+    lean = lean & ~((np.abs(lateral) <= spinous_half) & (behind > 0))
+    markers = np.zeros((nx, ny), np.int32)
+    # great vessels and bowel: in front of the vertebral body, or far in front anywhere (psoas
+    # reaches about two body half-depths forward at L5-S1)
+    markers[lean & (ahead > hd + 10.0) & (np.abs(lateral) < hw)] = OTHER
+    markers[lean & (ahead > 3.0 * hd)] = OTHER
+    # behind the transverse processes the erector spinae ends about three body half-widths from
+    # the midline; further out lie latissimus dorsi and the lateral abdominal wall
+    markers[lean & (np.abs(lateral) > LATERAL_LIMIT_HW * hw) & (behind > TRANSVERSE_PROCESS_HW * hw)] = OTHER
+    allowed = np.zeros((nx, ny), np.uint16)
+    share = _template_multifidus_share(frame.level)
+    near_body = ndimage.distance_transform_edt(~frame.body, sampling=(sx, sy)) if frame.body.any() else \
+        np.full((nx, ny), np.inf)
+    for side, sign in (("left", -1.0), ("right", 1.0)):
+        away = sign * lateral
+        # the paraspinal compartment: behind the laminae, and lateral to them behind the
+        # transverse processes, which leave the pedicle a few mm behind the body's back wall
+        compartment_side = (away > 0) & (behind > 0) & ((away < hw) | (behind > TRANSVERSE_PROCESS_HW * hw))
+        paraspinal = _paraspinal_mass(lean & compartment_side, away, behind, hw, spacing_mm)
+        allowed[paraspinal] |= _bits(("multifidus", side), ("erector_spinae", side))
+        if paraspinal.any():
+            _seed_paraspinal(markers, paraspinal, ff, away, behind, share, side, spacing_mm)
+        # psoas lies on the side of the vertebral body: seeds within PSOAS_GAP_MM of it, and
+        # the muscle within PSOAS_REACH_HW body half-widths of it, not behind the processes
+        zone = lean & ~paraspinal & (away > 0.3 * hw) & (near_body < PSOAS_REACH_HW * hw) & (behind < 0.5 * hw)
+        allowed[zone] |= _bits(("psoas", side))
+        # at L1 the diaphragm's crura lie beside the body too, in front of psoas
+        front_limit = 0.8 * hd if frame.level >= 0.5 else 0.3 * hd
+        band = zone & (away > 0.6 * hw) & (ahead > -0.8 * hd) & (ahead < front_limit) & \
+            (markers == 0)
+        seed = _nearest_part(band, near_body, PSOAS_GAP_MM, spacing_mm)
+        markers[seed & (near_body <= PSOAS_GAP_MM + 10.0)] = MUSCLE_LABELS[("psoas", side)]
+        if paraspinal.any():
+            _seed_organs(markers, lean & ~paraspinal & (away > 0) & (markers == 0), paraspinal, behind, near_body,
+                         spacing_mm)
+            near_mass = ndimage.distance_transform_edt(~paraspinal, sampling=(sx, sy))
+            zone = lean & ~paraspinal & (away > 0) & (near_mass < QUADRATUS_REACH_MM)
+            allowed[zone] |= _bits(("quadratus_lumborum", side))
+            if 0.0 <= frame.level <= 3.5:  # between the 12th rib and the iliac crest
+                _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
+        # sheets behind the back wall that are not the mass: latissimus dorsi, abdominal wall
+        markers[lean & compartment_side & ~paraspinal & (markers == 0)] = OTHER
+    markers[(markers > 0) & (markers != OTHER) & ((allowed >> np.clip(markers - 1, 0, 15)) & 1 == 0)] = 0
+    return markers, allowed
+
+
+def _bits(*keys) -> int:
+    return sum(1 << (MUSCLE_LABELS[key] - 1) for key in keys)
+
+
+def _spinous_strip(ff, behind, frame: SliceFrame, spacing_mm) -> tuple[float, float]:
+    """(voxel x of the midline, half-width in mm) of the spinous processes and interspinous
+    ligaments behind the canal: within SPINOUS_SEARCH_MM of the vertebral body's midline, the
+    column whose fat fraction is highest between one and two and a half body half-widths behind
+    the back wall (marrow, ligament and fat between the two lean multifidus), and the columns
+    around it above the midpoint between that peak and the muscle beside it; at least
+    SPINOUS_HALF_MM. The body's midline when that band is out of the image."""
+    sx, _, _ = spacing_mm
+    rows = np.nonzero((behind[0] > frame.half_width_mm) & (behind[0] < 2.5 * frame.half_width_mm))[0]
+    reach = int(round(2 * SPINOUS_SEARCH_MM / sx))
+    centre = int(round(frame.centre[0]))
+    columns = np.arange(max(0, centre - reach), min(ff.shape[0], centre + reach + 1))
+    if rows.size == 0 or columns.size < 5:
+        return float(frame.centre[0]), SPINOUS_HALF_MM
+    profile = ndimage.uniform_filter1d(ff[np.ix_(columns, rows)].mean(axis=1), 3)
+    near = np.abs(columns - centre) * sx <= SPINOUS_SEARCH_MM
+    peak = int(np.argmax(np.where(near, profile, -np.inf)))
+    beside = np.abs(columns - columns[peak]) * sx > SPINOUS_SEARCH_MM
+    if not beside.any():
+        return float(columns[peak]), SPINOUS_HALF_MM
+    threshold = 0.5 * (profile[peak] + np.median(profile[beside]))
+    left, right = peak, peak
+    while left > 0 and profile[left - 1] > threshold:
+        left -= 1
+    while right < columns.size - 1 and profile[right + 1] > threshold:
+        right += 1
+    half = max(SPINOUS_HALF_MM, 0.5 * (right - left + 1) * sx)
+    return float(0.5 * (columns[left] + columns[right])), min(half, SPINOUS_MAX_HALF_MM)
+
+
+def _paraspinal_mass(region, away, behind, hw, spacing_mm) -> np.ndarray:
+    """Lean parts behind the back wall on one side that reach the spinous process (within a body
+    half-width of the midline, behind the canal) and are thick: an opening of MASS_NECK_MM cuts
+    the sheets and necks through which latissimus dorsi, the abdominal wall or a kidney touch
+    the erector spinae, and the kept cores take back a band of MASS_NECK_MM + 1 mm around them
+    (where the watershed against "other" seeds beyond finds the fascial plane)."""
+    sx, sy, _ = spacing_mm
+    cores = ndimage.binary_opening(region, structure=_disk(MASS_NECK_MM, sx, sy))
+    lab, n = ndimage.label(cores)
+    keep = np.zeros(region.shape, bool)
+    for i in range(1, n + 1):
+        part = lab == i
+        if part.sum() * sx * sy < 100.0 or away[part].min() > max(20.0, hw) or behind[part].max() < 0.8 * hw:
+            continue
+        keep |= part
+    grown = ndimage.binary_dilation(keep, structure=_disk(MASS_NECK_MM + 1.0, sx, sy)) & region
+    # the dilation may reach a neighbour's edge: keep what connects to the cores
+    lab, _ = ndimage.label(grown)
+    return np.isin(lab, np.unique(lab[keep])) & grown
+
+
+def _seed_paraspinal(markers, mass, ff, away, behind, share, side, spacing_mm) -> None:
+    """Multifidus seeds on the most medial part of the mass, erector spinae seeds on its
+    lateral part: by distance from the spinous processes, the medial seeds hold half the
+    template's multifidus share of the mass and the lateral ones start beyond one and a half
+    times it, so that the watershed draws the fascial plane in the band between."""
+    sx, sy, _ = spacing_mm
+    interior = ndimage.binary_erosion(mass, structure=_disk(1.0, sx, sy))
+    if interior.sum() < 10:
+        return
+    reach = np.sort(away[interior])
+    medial_edge = reach[int(0.5 * share * (reach.size - 1))]
+    lateral_edge = reach[int(min(0.95, 1.5 * share + 0.1) * (reach.size - 1))]
+    markers[interior & (away <= medial_edge)] = MUSCLE_LABELS[("multifidus", side)]
+    markers[interior & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
+
+
+def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
+    """Kidney and colon beside the spine, seeded "other" beyond where quadratus lumborum seeds
+    may lie (QUADRATUS_SEED_MM in front of the erector spinae): lean parts (after a 3 mm
+    opening, which perirenal fat survives) away from the vertebral body (not psoas) and larger
+    than any quadratus lumborum section (ORGAN_AREA_MM2)."""
+    sx, sy, _ = spacing_mm
+    parts = ndimage.binary_opening(region, structure=_disk(3.0, sx, sy))
+    lab, n = ndimage.label(parts)
+    if n == 0:
+        return
+    front_edge = behind[mass].min()
+    gap = ndimage.minimum(near_body, lab, range(1, n + 1))
+    area = ndimage.sum(parts, lab, range(1, n + 1)) * sx * sy
+    for i in range(n):
+        if gap[i] > PSOAS_GAP_MM and area[i] > ORGAN_AREA_MM2:
+            markers[(lab == i + 1) & (behind < front_edge - QUADRATUS_SEED_MM)] = OTHER
+
+
+def _seed_quadratus(markers, region, mass, away, behind, side, spacing_mm) -> None:
+    """Quadratus lumborum: the deep lean tissue nearest the front of the lateral half of the
+    erector spinae (between them lie only the transverse process tips and the middle layer of
+    the thoracolumbar fascia); a kidney lies further forward, behind its own fat."""
+    front_edge = behind[mass].min()
+    lateral_reach = away[mass].max()
+    band = region & (behind < front_edge + 2.0) & (behind > front_edge - QUADRATUS_DEPTH_MM) & \
+        (away > 0.5 * lateral_reach) & (away < lateral_reach + 30.0)
+    distance = ndimage.distance_transform_edt(~mass, sampling=spacing_mm[:2])
+    seed = _nearest_part(band, distance, QUADRATUS_GAP_MM, spacing_mm) & (behind > front_edge - QUADRATUS_SEED_MM)
+    markers[seed] = MUSCLE_LABELS[("quadratus_lumborum", side)]
+
+
+def _nearest_part(band, distance, gap_mm, spacing_mm, min_area_mm2: float = 40.0) -> np.ndarray:
+    """Of the band's parts (after a 2 mm opening) of at least min_area_mm2, the one nearest to
+    where `distance` (mm) is zero, if within gap_mm; empty otherwise."""
+    sx, sy, _ = spacing_mm
+    band = ndimage.binary_opening(band, structure=_disk(2.0, sx, sy))
+    lab, n = ndimage.label(band)
+    if n == 0:
+        return band
+    sizes = ndimage.sum(band, lab, range(1, n + 1)) * sx * sy
+    gaps = ndimage.minimum(distance, lab, range(1, n + 1))
+    candidates = [i for i in range(n) if sizes[i] >= min_area_mm2 and gaps[i] <= gap_mm]
+    if not candidates:
+        return np.zeros(band.shape, bool)
+    return lab == 1 + min(candidates, key=lambda i: (gaps[i], -sizes[i]))

@@ -1,0 +1,107 @@
+"""The built-in segmenters and quantification on a real Dixon scan (tests/data/realmri, manual
+erector spinae and multifidus labels; issue 11). Figures and the targets still open are in
+docs/imaging.md and benchmarks/segmentation_accuracy.py."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from imaging.evaluation import agreement, load_reference_subject
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
+from imaging.levels import levels_from_vertebrae
+from imaging.body import body_outline
+from imaging.plausibility import labels_on_skin
+from planning.cli import main
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "realmri"
+FILES = {part: DATA / f"dixon_subject1_{part}.nii.gz" for part in ("water", "fat", "vertebrae", "labels_manual")}
+BACK = [("erector_spinae", "left"), ("erector_spinae", "right"), ("multifidus", "left"), ("multifidus", "right")]
+
+
+@pytest.fixture(scope="module")
+def subject():
+    return load_reference_subject(FILES["water"], FILES["fat"], FILES["vertebrae"], FILES["labels_manual"],
+                                  DATA / "labels_manual.json")
+
+
+@pytest.fixture(scope="module")
+def spacing(subject):
+    return tuple(float(v) for v in np.linalg.norm(subject["affine"][:3, :3], axis=0))
+
+
+@pytest.fixture(scope="module")
+def anatomical(subject, spacing):
+    from imaging.segment_anatomical import segment
+    return segment(subject["water"], subject["fat"], subject["vertebrae"], DEFAULT_VERTEBRA_LABELS, spacing)
+
+
+@pytest.mark.slow
+def test_anatomical_segmenter_finds_the_back_muscles_on_a_real_scan(subject, anatomical):
+    """A guard below the issue's Dice 0.90 target and far above the watershed's 0.00-0.11
+    (measured 2026-11-30: erector spinae 0.82 / 0.75, multifidus 0.73 / 0.66)."""
+    levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
+    found = agreement(anatomical, subject["reference"], subject["water"], subject["fat"], subject["affine"], levels)
+    assert sorted(found) == sorted(BACK)
+    for key in BACK:
+        floor = 0.72 if key[0] == "erector_spinae" else 0.62
+        assert found[key].dice >= floor, (key, found[key].dice)
+        assert np.median(found[key].level_ff_error) <= 0.08, key  # fat fraction against the manual outline's
+
+
+@pytest.mark.slow
+def test_no_muscle_on_the_skin(subject, anatomical, spacing):
+    """The lean line of the skin had joined the candidate tissue and taken the back muscles'
+    seeds (the watershed's result shows it; the anatomical one must not)."""
+    body = body_outline(subject["water"] + subject["fat"])
+    assert labels_on_skin(anatomical, body, spacing) == []
+    skin = np.zeros_like(anatomical)
+    skin[body & ~ndimage.binary_erosion(body, iterations=1)] = MUSCLE_LABELS[("erector_spinae", "left")]
+    assert labels_on_skin(skin, body, spacing)[0].startswith("erector_spinae left")  # the check itself fires
+
+
+@pytest.mark.slow
+def test_every_muscle_on_its_own_side(subject, anatomical):
+    """Left labels on the patient's left of the vertebral bodies (canonical axis 0 runs to the
+    patient's right)."""
+    midline = np.nonzero(subject["vertebrae"])[0].mean()
+    for (muscle, side), value in MUSCLE_LABELS.items():
+        xs = np.nonzero(anatomical == value)[0]
+        if xs.size:
+            assert (xs.mean() > midline) == (side == "right"), (muscle, side)
+
+
+@pytest.mark.slow
+def test_segment_command_on_the_real_scan(tmp_path):
+    out = tmp_path / "seg"
+    assert main(["segment", "--water", str(FILES["water"]), "--fat", str(FILES["fat"]),
+                 "--vertebrae", str(FILES["vertebrae"]), "--method", "anatomical", "--subject", "REAL-1",
+                 "--accept-implausible", "--out", str(out)]) == 0
+    doc = json.loads((out / "morphometry.json").read_text())
+    assert doc["provenance"]["method"].startswith("built-in anatomical")
+    # whatever is still implausible is psoas or quadratus lumborum, which have no reference here
+    assert not any(line.startswith(("erector_spinae", "multifidus")) for line in doc["provenance"]["warnings"])
+    assert doc["provenance"]["levels_found"] == ["L2-L3", "L3-L4", "L4-L5"]  # no sacrum, no L1 in view
+    assert (out / "qc.png").stat().st_size > 10_000
+
+
+def test_manual_labels_quantified_like_a_direct_count(tmp_path, subject, spacing):
+    """Quantification of real labels: CSA at each disc against whole voxels counted on the two
+    bracketing slices, within partial-volume border handling (a few per cent)."""
+    out = tmp_path / "import"
+    assert main(["segment", "--water", str(FILES["water"]), "--fat", str(FILES["fat"]),
+                 "--vertebrae", str(FILES["vertebrae"]), "--labels", str(FILES["labels_manual"]),
+                 "--label-map", str(DATA / "labels_manual.json"), "--accept-implausible", "--out", str(out)]) == 0
+    levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
+    pixel = spacing[0] * spacing[1]
+    for row in json.loads((out / "morphometry.json").read_text())["muscles"]:
+        if (row["muscle"], row["side"]) not in BACK:
+            continue
+        z = levels.disc_slice[row["level"]]
+        k0 = int(np.floor(z))
+        count = [(subject["reference"][:, :, k] == MUSCLE_LABELS[(row["muscle"], row["side"])]).sum() * pixel
+                 for k in (k0, k0 + 1)]
+        direct = (1 - (z - k0)) * count[0] + (z - k0) * count[1]
+        assert abs(row["csa_mm2"] - direct) <= 0.06 * direct, row
+        assert 0.0 < row["fat_fraction"] < 0.3, row  # a healthy volunteer's back muscles
