@@ -30,6 +30,7 @@ from imaging.evaluation import agreement, load_reference_subject
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.pipeline import SEGMENTERS
+from lumbar_twin.errors import InputError
 
 REAL = Path(__file__).resolve().parents[1] / "tests" / "data" / "realmri"
 PHANTOM_NOISES = (0.02, 0.04, 0.06)
@@ -71,8 +72,12 @@ def evaluate(job: tuple) -> list[dict]:
     rows = []
     for method in methods + [PEER]:
         start = time.perf_counter()
-        labels = subject["reference"] if method == PEER else SEGMENTERS[method][0](
-            subject["water"], subject["fat"], subject["vertebrae"], DEFAULT_VERTEBRA_LABELS, spacing)
+        try:
+            labels = subject["reference"] if method == PEER else SEGMENTERS[method][0](
+                subject["water"], subject["fat"], subject["vertebrae"], DEFAULT_VERTEBRA_LABELS, spacing)
+        except InputError as exc:  # a segmenter that gives up on a subject: every muscle scores zero
+            print(f"{subject['name']}: {method} failed: {exc}", flush=True)
+            labels = np.zeros_like(subject["reference"])
         seconds = time.perf_counter() - start
         found = agreement(labels, subject["reference"], subject["water"], subject["fat"], subject["affine"], levels,
                           truth=subject["truth"])
@@ -120,7 +125,12 @@ def main() -> None:
              for seed in range(args.first_seed, args.first_seed + args.subjects)]
     rows = []
     with ProcessPoolExecutor(args.workers) as pool:
-        for result in pool.map(evaluate, jobs):
+        for job, future in [(job, pool.submit(evaluate, job)) for job in jobs]:
+            try:
+                result = future.result()
+            except InputError as exc:  # the subject itself cannot be read or numbered
+                print(f"{job[0]} {job[1]}: {exc}", flush=True)
+                continue
             rows += result
             first = result[0]
             seconds = {r["method"]: r["seconds"] for r in result if r["method"] != PEER}

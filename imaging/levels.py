@@ -32,24 +32,52 @@ class Levels:
 
 
 def levels_from_vertebrae(vertebrae: np.ndarray, convention: dict[str, int], source: str = "labels") -> Levels:
-    """Levels from a vertebra label map already on the image grid (canonical orientation)."""
+    """Levels from a vertebra label map already on the image grid (canonical orientation).
+
+    The disc between two labelled vertebrae lies midway between the lower one's top and the
+    upper one's bottom. Where a steep sacral slope or lordosis tilts them so that axial slices
+    cut both (the sacral promontory beside the back of L5), their extents overlap: the disc is
+    then where the two sections are equal on the slices they share. An upper vertebra whose
+    centre lies below the lower one's is an error (a convention or numbering fault).
+    """
     known = set(convention.values())
     present = set(np.unique(vertebrae).astype(int)) - {0}
     if not present & known:
         raise InputError(source, f"no vertebra of the convention {convention} in the label map "
                                  f"(values present: {sorted(present)[:10]})")
+    sections = {name: mask.sum(axis=(0, 1)).astype(float) for name, mask, _ in vertebra_slices(vertebrae, convention)}
     extents = {name: (float(slices.min()) - 0.5, float(slices.max()) + 0.5)
                for name, _mask, slices in vertebra_slices(vertebrae, convention)}
     discs = {}
     for level, upper, lower in zip(LEVELS, VERTEBRAE[:5], VERTEBRAE[1:]):
         if upper in extents and lower in extents:
             lower_top, upper_bottom = extents[lower][1], extents[upper][0]
-            if upper_bottom < lower_top:  # stored upside down would have been made canonical
+            if _centre(sections[upper]) <= _centre(sections[lower]):
                 raise InputError(source, f"{upper} lies below {lower}: check the vertebra label convention")
-            discs[level] = 0.5 * (lower_top + upper_bottom)
+            if upper_bottom >= lower_top:
+                discs[level] = 0.5 * (lower_top + upper_bottom)
+            else:
+                discs[level] = _equal_sections(sections[upper], sections[lower], upper_bottom, lower_top)
     if not discs:
         raise InputError(source, "the vertebra labels hold no two adjacent lumbar vertebrae, so no disc level")
     return Levels(discs, source)
+
+
+def _centre(section: np.ndarray) -> float:
+    """Section-weighted mean slice of one vertebra."""
+    return float(np.sum(np.arange(section.size) * section) / section.sum())
+
+
+def _equal_sections(upper: np.ndarray, lower: np.ndarray, start: float, stop: float) -> float:
+    """The slice position, between start and stop, where the upper vertebra's section grows past
+    the lower one's (linear between slices)."""
+    ks = np.arange(int(np.ceil(start)), int(np.floor(stop)) + 1)
+    difference = upper[ks] - lower[ks]
+    crossing = np.nonzero((difference[:-1] < 0) & (difference[1:] >= 0))[0]
+    if crossing.size == 0:  # no clean crossing: the middle of the shared slices
+        return 0.5 * (start + stop)
+    i = crossing[0]
+    return float(ks[i] + difference[i] / (difference[i] - difference[i + 1]))
 
 
 def vertebra_slices(vertebrae: np.ndarray, convention: dict[str, int]):

@@ -25,3 +25,6 @@ class InputError(LumbarTwinError):
         else:
             where = self.source
         super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self):  # picklable across worker processes (batch, benchmarks)
+        return type(self), (self.source, self.problem, self.field)
