@@ -386,7 +386,7 @@ def _seed_paraspinal(markers, mass, ff, away, behind, share, side, spacing_mm) -
     if interior.sum() < 10:
         return
     reach = np.sort(away[interior])
-    medial_edge = reach[int(0.5 * share * (reach.size - 1))]
+    medial_edge = reach[int(0.25 * share * (reach.size - 1))]
     lateral_edge = reach[int(min(0.95, 1.5 * share + 0.1) * (reach.size - 1))]
     markers[interior & (away <= medial_edge)] = MUSCLE_LABELS[("multifidus", side)]
     markers[interior & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
@@ -395,16 +395,19 @@ def _seed_paraspinal(markers, mass, ff, away, behind, share, side, spacing_mm) -
 def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
     """Kidney and colon beside the spine, seeded "other" beyond where quadratus lumborum seeds
     may lie (QUADRATUS_SEED_MM in front of the erector spinae): lean parts (after a 3 mm
-    opening, which perirenal fat survives) away from the vertebral body (not psoas) and larger
-    than any quadratus lumborum section (ORGAN_AREA_MM2)."""
+    opening, which perirenal fat survives) away from the vertebral body (not psoas) that are
+    larger than any quadratus lumborum section (ORGAN_AREA_MM2). (Also calling "organ" a part
+    whose centre lies far in front of the erector spinae helped the anatomic phantom family
+    and took the quadratus lumborum of `lumbar-twin phantom`, which lies level with psoas.)"""
     sx, sy, _ = spacing_mm
     parts = ndimage.binary_opening(region, structure=_disk(3.0, sx, sy))
     lab, n = ndimage.label(parts)
     if n == 0:
         return
     front_edge = behind[mass].min()
-    gap = ndimage.minimum(near_body, lab, range(1, n + 1))
-    area = ndimage.sum(parts, lab, range(1, n + 1)) * sx * sy
+    index = range(1, n + 1)
+    gap = ndimage.minimum(near_body, lab, index)
+    area = ndimage.sum(parts, lab, index) * sx * sy
     for i in range(n):
         if gap[i] > PSOAS_GAP_MM and area[i] > ORGAN_AREA_MM2:
             markers[(lab == i + 1) & (behind < front_edge - QUADRATUS_SEED_MM)] = OTHER
