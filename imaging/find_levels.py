@@ -35,7 +35,7 @@ from scipy import ndimage
 from imaging.labels import DEFAULT_VERTEBRA_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS
-from imaging.segment import body_mask
+from imaging.segment import body_mask, smoothed_fat_fraction
 from lumbar_twin.errors import InputError
 
 PERIOD_MM = (25.0, 60.0)
@@ -55,9 +55,7 @@ class FoundSpine:
 
 def find_spine(water: np.ndarray, fat: np.ndarray, spacing_mm, source: str = "image") -> FoundSpine:
     """find_levels on Dixon water and fat (or the single-contrast pseudo channels)."""
-    total = ndimage.gaussian_filter(water + fat, sigma=(0.7, 0.7, 0))
-    fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
-    ff = np.where(total > 1e-6, fat_s / np.maximum(total, 1e-6), 1.0)
+    total, ff = smoothed_fat_fraction(water, fat)
     return find_levels(ff, total, body_mask(total), spacing_mm, source)
 
 

@@ -56,10 +56,7 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
             spacing_mm: tuple[float, float, float]) -> np.ndarray:
     """Muscle label map (values of imaging.labels.MUSCLE_LABELS) on the canonical grid."""
     sx, sy, sz = spacing_mm
-    total = ndimage.gaussian_filter(water + fat, sigma=(0.7, 0.7, 0))
-    fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ff = np.where(total > 1e-6, fat_s / total, 1.0)
+    total, ff = smoothed_fat_fraction(water, fat)
     body = body_mask(total)
     lean_level = float(np.median(total[body & (ff < 0.2)])) if np.any(body & (ff < 0.2)) else float(total[body].mean())
 
@@ -81,6 +78,14 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     labels = _partial_volume_borders(labels, water, fat, soft)
     labels = _close_outlines(labels, ff, spine, body, spacing_mm)
     return _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
+
+
+def smoothed_fat_fraction(water: np.ndarray, fat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(total signal, fat fraction F / (F + W)), both lightly smoothed in-plane (sigma 0.7
+    voxel) against noise; 1.0 where there is no signal."""
+    total = ndimage.gaussian_filter(water + fat, sigma=(0.7, 0.7, 0))
+    fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
+    return total, np.where(total > 1e-6, fat_s / np.maximum(total, 1e-6), 1.0)
 
 
 def body_mask(total: np.ndarray) -> np.ndarray:

@@ -46,9 +46,9 @@ from skimage.segmentation import watershed
 
 from imaging.body import body_outline, depth_mm
 from imaging.labels import MUSCLE_LABELS, VERTEBRAE
-from imaging.levels import vertebra_slices
 from imaging.morphometry import LEVELS, healthy_csa_mm2
-from imaging.segment import VertebraGeometry, _bridge_fat_patches, _close_outlines, _partial_volume_borders
+from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _partial_volume_borders,
+                             _vertebra_geometry, smoothed_fat_fraction)
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
@@ -120,15 +120,12 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     vertebrae are labelled.
     """
     sx, sy, _ = spacing_mm
-    total = ndimage.gaussian_filter(water + fat, sigma=(0.7, 0.7, 0))
-    fat_s = ndimage.gaussian_filter(fat, sigma=(0.7, 0.7, 0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ff = np.where(total > 1e-6, fat_s / total, 1.0)
+    total, ff = smoothed_fat_fraction(water, fat)
     body = body_outline(total)
     depth = depth_mm(body, spacing_mm)
     deep = body & (depth > 10.0)
     lean_level = float(np.median(total[deep & (ff < 0.2)])) if np.any(deep & (ff < 0.2)) else float(total[body].mean())
-    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
+    geometry = _whole_vertebrae(vertebrae, convention, spacing_mm)
     if len(geometry) < 2:
         raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
     frames = _slice_frames(vertebrae, convention, geometry, spacing_mm)
@@ -177,26 +174,17 @@ def _disk(radius_mm: float, sx: float, sy: float) -> np.ndarray:
     return (yy / rx) ** 2 + (xx / ry) ** 2 <= 1
 
 
-def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
-    """Size and centre of each labelled vertebral body on its mid slice; a body cut by the
-    volume's top or bottom edge is left out while two whole ones remain (its section is not its
-    middle)."""
-    sx, sy, _ = spacing_mm
+def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
+    """imaging.segment's vertebral body geometry, less a body cut by the volume's top or bottom
+    edge while two whole ones remain (a cut body's section is not its middle)."""
+    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
     nz = vertebrae.shape[2]
-    whole, cut = {}, {}
-    for name, mask, slices in vertebra_slices(vertebrae, convention):
-        mid = int(round(0.5 * (slices.min() + slices.max())))
-        section = mask[:, :, mid] if mask[:, :, mid].any() else mask[:, :, slices[len(slices) // 2]]
-        xs, ys = np.nonzero(section)
-        geometry = VertebraGeometry(
-            centre=np.array([xs.mean(), ys.mean()]),
-            half_width_mm=0.5 * (xs.max() - xs.min() + 1) * sx,
-            half_depth_mm=0.5 * (ys.max() - ys.min() + 1) * sy,
-            mid_slice=mid,
-        )
-        present = np.nonzero(mask.any(axis=(0, 1)))[0]
-        (cut if present.min() == 0 or present.max() == nz - 1 else whole)[name] = geometry
-    return whole if len(whole) >= 2 else {**whole, **cut}
+    whole = {}
+    for name, g in geometry.items():
+        present = np.nonzero((vertebrae == convention[name]).any(axis=(0, 1)))[0]
+        if present.min() > 0 and present.max() < nz - 1:
+            whole[name] = g
+    return whole if len(whole) >= 2 else geometry
 
 
 def _slice_frames(vertebrae, convention, geometry, spacing_mm) -> list[SliceFrame]:

@@ -167,7 +167,8 @@ def _parser() -> argparse.ArgumentParser:
                                          "its true muscle labels and truth.json (morphometry schema).")
     ph.add_argument("--out", required=True, help="output folder")
     ph.add_argument("--seed", type=int, default=0)
-    ph.add_argument("--noise", type=float, default=0.04, help="Rician sigma relative to full signal (0.02-0.06)")
+    ph.add_argument("--noise", type=float, help="Rician sigma relative to full signal (0.02-0.06; default 0.04, "
+                                                 "drawn from the seed for --family anatomic)")
     ph.add_argument("--variant", choices=("slim", "large", "atrophy"), help="anatomy off the defaults")
     ph.add_argument("--orientation", metavar="CODES", help="stored axis codes, e.g. LPS or RAS (default: by seed)")
     ph.add_argument("--family", choices=("default", "anatomic"), default="default",
@@ -388,6 +389,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
+    from imaging.anatomic_phantom import make_anatomic_phantom, write_anatomic_phantom
     from imaging.phantom import make_phantom, write_phantom
     from lumbar_twin.errors import InputError
     from lumbar_twin.fileio import staged_directory
@@ -400,37 +402,26 @@ def _run_phantom(args: argparse.Namespace) -> int:
             raise InputError(None, f"{args.orientation!r} is not an orientation such as LPS or RAS",
                              field="--orientation")
         orientation = codes
-    if not 0.0 <= args.noise <= 0.5:
+    if args.noise is not None and not 0.0 <= args.noise <= 0.5:
         raise InputError(None, f"{args.noise} is outside 0..0.5", field="--noise")
     if args.family == "anatomic":
-        return _run_anatomic_phantom(args)
-    phantom = make_phantom(args.seed, noise=args.noise, orientation=orientation, variant=args.variant)
+        if args.variant or args.orientation:
+            raise InputError(None, "the anatomic family draws its habitus and orientation from the seed",
+                             field="--variant" if args.variant else "--orientation")
+        phantom, write = make_anatomic_phantom(args.seed, noise=args.noise), write_anatomic_phantom
+        summary = (f"anatomic phantom seed {args.seed} ({phantom.params['habitus']}, voxel "
+                   f"{' x '.join(f'{v:.2f}' for v in phantom.params['voxel_mm'])} mm")
+    else:
+        noise = 0.04 if args.noise is None else args.noise
+        phantom, write = make_phantom(args.seed, noise=noise, orientation=orientation, variant=args.variant), \
+            write_phantom
+        summary = f"phantom seed {args.seed} ({''.join(phantom.orientation)}, noise {noise:g}"
     with staged_directory(args.out) as stage:
-        files = write_phantom(phantom, stage)
-    print(f"phantom seed {args.seed} ({''.join(phantom.orientation)}, noise {args.noise:g}, "
-          f"shape {phantom.water.shape}) -> {args.out}")
+        files = write(phantom, stage)
+    print(f"{summary}, shape {phantom.water.shape}) -> {args.out}")
     for path in files.values():
         print(f"  {args.out}/{path.name}")
     return 0
-
-
-def _run_anatomic_phantom(args: argparse.Namespace) -> int:
-    from imaging.anatomic_phantom import make_anatomic_phantom, write_anatomic_phantom
-    from lumbar_twin.errors import InputError
-    from lumbar_twin.fileio import staged_directory
-
-    if args.variant or args.orientation:
-        raise InputError(None, "the anatomic family draws its habitus and orientation from the seed",
-                         field="--variant" if args.variant else "--orientation")
-    phantom = make_anatomic_phantom(args.seed)
-    with staged_directory(args.out) as stage:
-        files = write_anatomic_phantom(phantom, stage)
-    print(f"anatomic phantom seed {args.seed} ({phantom.params['habitus']}, voxel "
-          f"{' x '.join(f'{v:.2f}' for v in phantom.params['voxel_mm'])} mm, shape {phantom.water.shape}) -> {args.out}")
-    for path in files.values():
-        print(f"  {args.out}/{path.name}")
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

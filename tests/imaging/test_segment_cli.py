@@ -257,3 +257,19 @@ def test_dicom_folders_work_and_identity_never_reaches_an_output(phantom_dir, tm
         for secret in (b"Doe", b"Jane", b"998877", b"19581224"):
             assert secret not in content, (path.name, secret)
     assert a.subject.startswith("subject-")
+
+
+def test_anatomic_phantom_family_from_the_command_line(tmp_path, capsys):
+    """`phantom --family anatomic` writes the images, labels and a truth the pipeline reads;
+    options the family draws from its seed are refused in one line."""
+    out = tmp_path / "b"
+    assert main(["phantom", "--family", "anatomic", "--seed", "3", "--noise", "0.03", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"water.nii.gz", "fat.nii.gz", "vertebrae.nii.gz",
+                                               "labels_truth.nii.gz", "truth.json"}
+    truth = load_morphometry(out / "truth.json")
+    assert len(truth.muscles) == 40 and truth.provenance["generator"] == "lumbar-twin anatomic phantom"
+    assert truth.provenance["params"]["noise"] == pytest.approx(0.03)
+    capsys.readouterr()
+    assert main(["phantom", "--family", "anatomic", "--variant", "slim", "--out", str(tmp_path / "c")]) == 2
+    assert "draws its habitus and orientation from the seed" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
