@@ -48,8 +48,8 @@ def main() -> None:
         print("real Dixon 400 x 400 x 29 (target < 20 s, < 2 GB):")
         for method in SEGMENTERS:
             seconds, peak, levels = _fresh(dict(out_dir=tmp / f"real_{method}", method=method, **real))
-            print(f"  {method:10s} {seconds:6.2f} s  peak {peak:5.0f} MB  ({'met' if seconds < 20 and peak < 2048 else 'NOT met'};"
-                  f" levels {', '.join(levels)})")
+            met = "met" if seconds < 20 and peak < 2048 else "NOT met"
+            print(f"  {method:10s} {seconds:6.2f} s  peak {peak:5.0f} MB  ({met}; levels {', '.join(levels)})")
 
         phantom = make_phantom(seed=42, noise=0.04, orientation=("L", "P", "S"), shape=(256, 256, 60))
         files = write_phantom(phantom, tmp / "phantom")

@@ -81,6 +81,10 @@ LATERAL_LIMIT_HW = 3.5
 #: (the spinous process is 5-9 mm thick, Panjabi et al. 1992), and how far from the vertebral
 #: body's midline it is looked for (rotation, scoliosis).
 SPINOUS_HALF_MM, SPINOUS_MAX_HALF_MM, SPINOUS_SEARCH_MM = 3.0, 6.0, 6.0
+#: Multifidus seeds: the medial part of the mass holding this share of the template's
+#: multifidus share; erector spinae seeds beyond (a x share + b) of the mass, by distance from
+#: the spinous processes.
+MULTIFIDUS_SEED_SHARE, ERECTOR_SEED_SHARE = 0.25, (1.5, 0.1)
 
 # Psoas and quadratus lumborum
 #: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
@@ -209,7 +213,8 @@ def _slice_frames(vertebrae, convention, geometry, spacing_mm) -> list[SliceFram
         full = np.pi * g.half_width_mm * g.half_depth_mm / (sx * sy)
         usable = np.nonzero(counts >= 0.3 * full)[0]
         own = usable[np.argmin(np.abs(usable - k))] if usable.size else None
-        section = ndimage.binary_fill_holes(labelled[:, :, own]) if own is not None else np.zeros(labelled.shape[:2], bool)
+        section = ndimage.binary_fill_holes(labelled[:, :, own]) if own is not None else \
+            np.zeros(labelled.shape[:2], bool)
         back = float(np.interp(k, mids[order], backs[order]))
         centre_x = float(np.interp(k, mids[order], midlines[order]))
         level = float(np.interp(k, mids[order], positions[order], left=np.nan, right=np.nan))
@@ -284,7 +289,7 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm):
         paraspinal = _paraspinal_mass(lean & compartment_side, away, behind, hw, spacing_mm)
         allowed[paraspinal] |= _bits(("multifidus", side), ("erector_spinae", side))
         if paraspinal.any():
-            _seed_paraspinal(markers, paraspinal, ff, away, behind, share, side, spacing_mm)
+            _seed_paraspinal(markers, paraspinal, away, share, side, spacing_mm)
         # psoas lies on the side of the vertebral body: seeds within PSOAS_GAP_MM of it, and
         # the muscle within PSOAS_REACH_HW body half-widths of it, not behind the processes
         zone = lean & ~paraspinal & (away > 0.3 * hw) & (near_body < PSOAS_REACH_HW * hw) & (behind < 0.5 * hw)
@@ -364,18 +369,20 @@ def _paraspinal_mass(region, away, behind, hw, spacing_mm) -> np.ndarray:
     return np.isin(lab, np.unique(lab[keep])) & grown
 
 
-def _seed_paraspinal(markers, mass, ff, away, behind, share, side, spacing_mm) -> None:
+def _seed_paraspinal(markers, mass, away, share, side, spacing_mm) -> None:
     """Multifidus seeds on the most medial part of the mass, erector spinae seeds on its
-    lateral part: by distance from the spinous processes, the medial seeds hold half the
-    template's multifidus share of the mass and the lateral ones start beyond one and a half
-    times it, so that the watershed draws the fascial plane in the band between."""
+    lateral part: by distance from the spinous processes, the medial seeds hold a quarter of
+    the template's multifidus share of the mass (an atrophied multifidus is smaller than the
+    healthy share) and the lateral ones start beyond one and a half times it plus a tenth, so
+    that the watershed draws the fascial plane in the band between."""
     sx, sy, _ = spacing_mm
     interior = ndimage.binary_erosion(mass, structure=_disk(1.0, sx, sy))
     if interior.sum() < 10:
         return
     reach = np.sort(away[interior])
-    medial_edge = reach[int(0.25 * share * (reach.size - 1))]
-    lateral_edge = reach[int(min(0.95, 1.5 * share + 0.1) * (reach.size - 1))]
+    medial_edge = reach[int(MULTIFIDUS_SEED_SHARE * share * (reach.size - 1))]
+    scale, offset = ERECTOR_SEED_SHARE
+    lateral_edge = reach[int(min(0.95, scale * share + offset) * (reach.size - 1))]
     markers[interior & (away <= medial_edge)] = MUSCLE_LABELS[("multifidus", side)]
     markers[interior & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
 

@@ -25,7 +25,8 @@ FLOORS = {
 def subject(family: str, seed: int):
     if family == "phantom":
         from imaging.phantom import make_phantom
-        ph = make_phantom(seed, noise=(0.02, 0.04, 0.06)[seed % 3], variant=(None, "atrophy", "slim", "large")[seed % 4])
+        ph = make_phantom(seed, noise=(0.02, 0.04, 0.06)[seed % 3],
+                          variant=(None, "atrophy", "slim", "large")[seed % 4])
     else:
         from imaging.anatomic_phantom import make_anatomic_phantom
         ph = make_anatomic_phantom(seed)
