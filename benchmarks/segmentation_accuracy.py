@@ -80,14 +80,10 @@ def evaluate(job: tuple) -> list[dict]:
             labels = np.zeros_like(subject["reference"])
         seconds = time.perf_counter() - start
         found = agreement(labels, subject["reference"], subject["water"], subject["fat"], subject["affine"], levels,
-                          truth=subject["truth"])
+                          truth=subject["truth"], min_ff_area_mm2=MIN_FAT_AREA_MM2)
         for (muscle, side), a in found.items():
-            ff = a.level_ff_error
-            if subject["truth"] is not None:  # fat fraction only where the truth section is large enough
-                big = [subject["truth"].get(muscle, side, lv).csa_mm2 >= MIN_FAT_AREA_MM2 for lv in levels.found]
-                ff = ff[np.array(big[:ff.size], bool)] if ff.size == len(big) else ff
             rows.append(dict(data=data, subject=subject["name"], method=method, muscle=muscle, side=side,
-                             dice=a.dice, slice_csa=a.slice_csa_error, level_csa=a.level_csa_error, ff=ff,
+                             dice=a.dice, slice_csa=a.slice_csa_error, level_csa=a.level_csa_error, ff=a.level_ff_error,
                              levels=len(levels.found), seconds=seconds))
     return rows
 

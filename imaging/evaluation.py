@@ -39,11 +39,13 @@ def dice(labels: np.ndarray, reference: np.ndarray, value: int) -> float:
 
 
 def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.ndarray,
-              levels: Levels, keys=None, truth: Morphometry | None = None) -> dict[tuple[str, str], Agreement]:
+              levels: Levels, keys=None, truth: Morphometry | None = None,
+              min_ff_area_mm2: float = 0.0) -> dict[tuple[str, str], Agreement]:
     """Per (muscle, side) in `keys` (default: every muscle the reference holds): Dice over the
-    volume, per-slice and per-level CSA error, per-level fat-fraction error. Levels are compared
-    with quantify on both label maps; `truth` (a phantom's exact morphometry) replaces the
-    reference's own quantification where given."""
+    volume, per-slice and per-level CSA error, per-level fat-fraction error (at levels whose
+    reference section is at least `min_ff_area_mm2`). Levels are compared with quantify on both
+    label maps; `truth` (a phantom's exact morphometry) replaces the reference's own
+    quantification where given."""
     keys = keys or [key for key, value in MUSCLE_LABELS.items() if np.any(reference == value)]
     ours = quantify(labels, water, fat, affine, levels, "labels")
     ref = truth if truth is not None else quantify(reference, water, fat, affine, levels, "reference")
@@ -58,6 +60,7 @@ def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat:
             got, want = ours.get(*key, level), ref.get(*key, level)
             if want.csa_mm2 > 0:
                 level_csa.append(abs(got.csa_mm2 - want.csa_mm2) / want.csa_mm2)
+            if want.csa_mm2 > 0 and want.csa_mm2 >= min_ff_area_mm2:
                 level_ff.append(abs(got.fat_fraction - want.fat_fraction))
         out[key] = Agreement(dice(labels, reference, value), np.abs(per_a[held] - per_b[held]) / per_b[held],
                              np.array(level_csa), np.array(level_ff))
