@@ -22,10 +22,12 @@ demo: $(STAMP)
 
 # The sample patient's MRI (phantom seed 1, left-sided paraspinal atrophy), generated, not
 # shipped, and its segmentation: out/segmentation/morphometry.json is data/sample/morphometry.json.
+# The watershed method: it was written with this phantom and reads it closest to its truth
+# (CSA within 5 % in 98 % of rows; the default anatomical method 82 %, docs/imaging.md).
 sample-mri: $(STAMP)
 	$(BIN)/lumbar-twin phantom --seed 1 --variant atrophy --out data/sample/mri
 	$(BIN)/lumbar-twin segment --water data/sample/mri/water.nii.gz --fat data/sample/mri/fat.nii.gz \
-		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-001 --out out/segmentation
+		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-001 --method watershed --out out/segmentation
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q

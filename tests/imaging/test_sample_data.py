@@ -1,5 +1,6 @@
 """The bundled sample patient's morphometry is what the pipeline measures on its phantom MRI
-(`make sample-mri`: phantom seed 1, left-sided atrophy), not numbers written by hand."""
+(`make sample-mri`: phantom seed 1, left-sided atrophy, the watershed method written with that
+phantom), not numbers written by hand."""
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from tests.conftest import SAMPLE_PATIENT
 def test_sample_morphometry_comes_from_the_sample_mri(tmp_path):
     files = write_phantom(make_phantom(1, variant="atrophy"), tmp_path / "mri")
     result = run_segmentation(tmp_path / "seg", water=files["water"], fat=files["fat"],
-                              vertebrae=files["vertebrae"], subject="SAMPLE-001")
+                              vertebrae=files["vertebrae"], subject="SAMPLE-001", method="watershed")
     bundled = json.loads((SAMPLE_PATIENT.parent / "morphometry.json").read_text())
     measured = json.loads((tmp_path / "seg" / "morphometry.json").read_text())
     assert bundled["subject"] == measured["subject"] == json.loads(SAMPLE_PATIENT.read_text())["id"]
