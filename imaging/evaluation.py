@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from imaging.io import load_image
-from imaging.labels import MUSCLE_LABELS, muscle_label_map
+from imaging.labels import MUSCLE_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import Morphometry
+from imaging.pipeline import import_labels
 from imaging.quantify import quantify
 
 
@@ -72,10 +73,7 @@ def load_reference_subject(water: str | Path, fat: str | Path, vertebrae: str | 
     """A Dixon scan with reference labels, canonical: water, fat, affine, vertebrae (int32),
     reference (uint8 toolkit values through `label_map`, as `segment --label-map` reads it)."""
     water_img = load_image(water, "water image")
-    manual = np.rint(load_image(labels, "reference label map").data).astype(np.int64)
-    reference = np.zeros(manual.shape, np.uint8)
-    for external, value in muscle_label_map(label_map).items():
-        reference[manual == external] = value
+    reference = import_labels(load_image(labels, "reference label map"), label_map)
     return dict(water=water_img.data, fat=load_image(fat, "fat image").data, affine=water_img.affine,
                 vertebrae=np.rint(load_image(vertebrae, "vertebra label map").data).astype(np.int32),
                 reference=reference)

@@ -45,9 +45,10 @@ def levels_from_vertebrae(vertebrae: np.ndarray, convention: dict[str, int], sou
     if not present & known:
         raise InputError(source, f"no vertebra of the convention {convention} in the label map "
                                  f"(values present: {sorted(present)[:10]})")
-    sections = {name: mask.sum(axis=(0, 1)).astype(float) for name, mask, _ in vertebra_slices(vertebrae, convention)}
-    extents = {name: (float(slices.min()) - 0.5, float(slices.max()) + 0.5)
-               for name, _mask, slices in vertebra_slices(vertebrae, convention)}
+    sections, extents = {}, {}
+    for name, mask, slices in vertebra_slices(vertebrae, convention):
+        sections[name] = mask.sum(axis=(0, 1)).astype(float)
+        extents[name] = (float(slices.min()) - 0.5, float(slices.max()) + 0.5)
     discs = {}
     for level, upper, lower in zip(LEVELS, VERTEBRAE[:5], VERTEBRAE[1:]):
         if upper in extents and lower in extents:

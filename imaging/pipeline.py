@@ -81,7 +81,7 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     if labels is not None:
         if label_map is None:
             raise InputError(labels, "an external label map needs --label-map (name -> value JSON)")
-        muscle_labels = _import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
+        muscle_labels = import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
     else:
         muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing)
 
@@ -165,7 +165,7 @@ def _on_grid(other: Image, reference: Image, path, against: str = "water image")
     return other
 
 
-def _import_labels(image: Image, mapping_path) -> np.ndarray:
+def import_labels(image: Image, mapping_path) -> np.ndarray:
     """External label values -> toolkit muscle labels; every value present must be mapped
     (or listed under "ignore" in the mapping file)."""
     mapping = muscle_label_map(mapping_path)
