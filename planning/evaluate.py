@@ -64,6 +64,11 @@ class Evaluation:
     lat_shear_N: np.ndarray
     reserve_share: np.ndarray  # (frames,)
 
+    def non_finite(self) -> list[str]:
+        """Names of the fields holding NaN or inf (empty when every number is finite)."""
+        return [name for name in ("group_activation", "group_peak", "compression_N", "ap_shear_N", "lat_shear_N",
+                                  "reserve_share") if not np.isfinite(getattr(self, name)).all()]
+
     def activation(self, group: str, side: str) -> np.ndarray:
         return self.group_activation[:, self.groups.index(group), SIDES.index(side)]
 

@@ -30,6 +30,17 @@ CHECK_TOLERANCE = 1e-4
 FRAME = "{body} body frame at the {contact} pad (x anterior, y superior, z right); it turns with the trunk"
 
 
+def non_finite_fields(value, where: str = "") -> list[str]:
+    """Dotted paths of every NaN or infinite number in a JSON-like document."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_fields(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for k, v in enumerate(value) for p in non_finite_fields(v, f"{where}[{k}]")]
+    if isinstance(value, float) and not np.isfinite(value):
+        return [where or "value"]
+    return []
+
+
 def profile_csv(times_s: np.ndarray, forces_N: np.ndarray) -> bytes:
     buffer = io.StringIO()
     buffer.write(",".join(CSV_HEADER) + "\n")
@@ -42,10 +53,12 @@ def profile_document(result, csv_bytes: bytes) -> dict:
     """profile.json for a PlanResult that passed verification (refuses any other)."""
     if not result.verification.passed:
         raise LumbarTwinError("refusing to export a profile that did not pass verification")
+    if not (np.isfinite(result.times_s).all() and np.isfinite(result.forces_N).all()):
+        raise LumbarTwinError("refusing to export: a sample is not a finite number (NaN or inf)")
     plan, chosen, spec = result.plan, result.chosen, result.twin.spec
     contact = spec.contact(plan.contact)
     push = [float(v) for v in contact.push_direction]
-    return {
+    document = {
         "schema": SCHEMA,
         "csv": "profile.csv",
         "sha256": sha256_bytes(csv_bytes),
@@ -71,6 +84,10 @@ def profile_document(result, csv_bytes: bytes) -> dict:
                       "unit_vector": [float(v) for v in chosen.profile.direction(push)]},
         "provenance": result.provenance,
     }
+    bad = non_finite_fields(document)
+    if bad:
+        raise LumbarTwinError(f"refusing to export: non-finite values in profile.json ({', '.join(bad[:5])})")
+    return document
 
 
 def ros2_yaml(times_s: np.ndarray, forces_N: np.ndarray, contact: str) -> str:
@@ -123,8 +140,11 @@ def check_profile(path: str | Path) -> list[str]:
         raise InputError(path, f"incomplete device profile (missing {exc})") from None
     if len(times) != doc.get("samples"):
         problems.append(f"{len(times)} rows, but profile.json records {doc.get('samples')} samples")
-    if len(times) and (np.abs(times - np.arange(len(times)) / device.rate_hz).max() > 1e-6):
+    if len(times) and np.isfinite(times).all() and (np.abs(times - np.arange(len(times)) / device.rate_hz).max() > 1e-6):
         problems.append(f"rows are not at {device.rate_hz:g} Hz from t = 0")
+    problems += [f"profile.json field {field} is not a finite number" for field in non_finite_fields(doc)]
+    if not np.isfinite(times).all():
+        problems.append("a time in the CSV is not a finite number")
     problems += check_samples(forces, device, push, tolerance=CHECK_TOLERANCE)
     if verification.get("passed") is not True:
         problems.append("the recorded verification did not pass")

@@ -110,6 +110,10 @@ def check_samples(forces_N: np.ndarray, device: Device, push_direction, toleranc
     """What in a sampled profile breaks the device's limits (empty when it is within them)."""
     problems = []
     forces = np.asarray(forces_N, float)
+    finite = np.isfinite(forces).all(axis=1)
+    if not finite.all():  # NaN compares false with every limit: it must never pass as "within"
+        rows = np.flatnonzero(~finite)
+        return [f"{len(rows)} samples are not finite numbers (NaN or inf; first at sample {rows[0] + 1})"]
     magnitude = np.linalg.norm(forces, axis=1)
     if magnitude.max(initial=0.0) > device.max_force_N * (1 + tolerance):
         problems.append(f"force {magnitude.max():.1f} N exceeds the device maximum {device.max_force_N:g} N")

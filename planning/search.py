@@ -30,7 +30,20 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Constant forces (shares of the device maximum) every new study starts from.
 START_FORCES = (0.0, 0.2, 0.4, 0.6, 0.8)
+#: User attribute of a FAIL trial that says why it failed.
+FAIL_REASON = "fail_reason"
 log = logging.getLogger(__name__)
+
+
+class NonFiniteTrial(LumbarTwinError):
+    """A trial's evaluation gave NaN or inf: it is recorded as failed, never as a result."""
+
+
+def non_finite_reason(evaluation, error: float, constraints: dict[str, float]) -> str | None:
+    """Why a trial's numbers cannot be trusted (None when every one is finite)."""
+    bad = evaluation.non_finite() + ([] if np.isfinite(error) else ["objective"])
+    bad += [f"constraint {key}" for key, value in constraints.items() if not np.isfinite(value)]
+    return f"non-finite values (NaN or inf) in {', '.join(bad)}" if bad else None
 
 
 @dataclass(frozen=True)
@@ -126,12 +139,22 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
         azimuth = trial.suggest_float("azimuth_deg", -180.0, 180.0) if device.cone_deg > 0 else 0.0
         profile = Profile(plan.contact, cycle, knots, tilt, azimuth)
         _, forces = profile.samples(device, push_direction)
-        evaluation = evaluator(forces[sample_index])
+        try:
+            evaluation = evaluator(forces[sample_index])
+        except LumbarTwinError as exc:  # e.g. the static optimisation did not converge
+            trial.set_user_attr(FAIL_REASON, str(exc))
+            raise
         error = target_objective(evaluation, plan.targets, cycle)
         constraints = constraint_values(evaluation, plan.limits, search.margin)
+        peak = float(evaluation.compression_N.max())
+        reason = non_finite_reason(evaluation, error, constraints)
+        if reason:
+            # Recorded as FAIL with its reason (optuna refuses NaN values and constraints);
+            # the search goes on.
+            trial.set_user_attr(FAIL_REASON, reason)
+            raise NonFiniteTrial(reason)
         for key, value in constraints.items():
             trial.set_constraint(key, value)
-        peak = float(evaluation.compression_N.max())
         trial.set_user_attr("mean_activation", mean_activations(evaluation, plan.targets, cycle))
         trial.set_user_attr("peak_compression_N", peak)
         return (error, peak) if search.mode == "pareto" else error

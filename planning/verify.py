@@ -41,6 +41,8 @@ def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, 
            search: Evaluation, search_engine: str) -> Verification:
     problems = list(check_samples(forces_N, plan.device, push_direction))
     for name, evaluation in ((other_engine, other), (search_engine, search)):
+        if evaluation.non_finite():  # NaN compares false with every limit: never let it through
+            problems.append(f"{name}: non-finite values (NaN or inf) in {', '.join(evaluation.non_finite())}")
         problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]
     margin = plan.search.margin
     difference = {

@@ -114,3 +114,40 @@ def test_plan_faults_are_one_line_exit_2_and_write_nothing(loaded_twin, tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("edit", ["nan_sample", "inf_sample", "nan_peak", "nan_limit"])
+def test_check_refuses_non_finite_samples_and_fields_even_with_a_recomputed_checksum(exported_plan, tmp_path,
+                                                                                        capsys, edit):
+    target = tmp_path / edit
+    target.mkdir()
+    lines = (exported_plan / "profile.csv").read_text().splitlines()
+    doc = json.loads((exported_plan / "profile.json").read_text())
+    if edit in ("nan_sample", "inf_sample"):
+        time_s = lines[200].split(",")[0]
+        lines[200] = f"{time_s},{'nan' if edit == 'nan_sample' else 'inf'},0,0"
+    elif edit == "nan_peak":
+        doc["verification"]["peak"]["compression_N"]["L4-L5"] = float("nan")
+    else:
+        doc["limits"]["ap_shear_N"]["L5-S1"] = float("inf")
+    (target / "profile.csv").write_text("\n".join(lines) + "\n")
+    doc["sha256"] = sha256_file(target / "profile.csv")
+    (target / "profile.json").write_text(json.dumps(doc))  # Python writes NaN and Infinity tokens
+    problems = check_profile(target / "profile.json")
+    assert any("not finite" in p or "not a finite number" in p for p in problems), problems
+    assert main(["check", str(target / "profile.json")]) == 1
+    assert "must not go to a device" in capsys.readouterr().err
+
+
+def test_the_exporter_refuses_non_finite_samples():
+    from types import SimpleNamespace
+
+    from lumbar_twin.errors import LumbarTwinError
+    from planning.export import profile_document
+
+    forces = np.zeros((10, 3))
+    forces[4, 1] = np.nan
+    result = SimpleNamespace(verification=SimpleNamespace(passed=True), times_s=np.arange(10) / 100.0,
+                             forces_N=forces)
+    with pytest.raises(LumbarTwinError, match="not a finite number"):
+        profile_document(result, b"")
