@@ -58,7 +58,7 @@ class Evaluation:
     times_s: np.ndarray
     groups: tuple[str, ...]
     group_activation: np.ndarray  # force-weighted mean activation per group and side
-    group_peak: np.ndarray  # (frames, groups): the most active fascicle of each group
+    group_peak: np.ndarray  # (frames, groups): the most active fascicle of each group (either side); caps bound it
     compression_N: np.ndarray  # (frames, levels)
     ap_shear_N: np.ndarray
     lat_shear_N: np.ndarray
@@ -166,7 +166,7 @@ def constraint_values(evaluation: Evaluation, limits: Limits, margin: float) -> 
         "ap_shear_N": float((np.abs(evaluation.ap_shear_N) / shear).max() / headroom - 1.0),
         "reserve_share": float(evaluation.reserve_share.max() / limits.reserve_share - 1.0),
     }
-    for group, cap in limits.activation.items():
-        out[f"activation.{group}"] = float(evaluation.group_activation[:, evaluation.groups.index(group)].max()
+    for group, cap in limits.activation.items():  # a cap bounds every fascicle of the group
+        out[f"activation.{group}"] = float(evaluation.group_peak[:, evaluation.groups.index(group)].max()
                                            / (cap * headroom) - 1.0)
     return out

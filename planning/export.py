@@ -74,6 +74,8 @@ def profile_document(result, csv_bytes: bytes) -> dict:
         "limits": {"compression_N": plan.limits.compression_N, "ap_shear_N": plan.limits.ap_shear_N,
                    "activation": plan.limits.activation, "reserve_share": plan.limits.reserve_share,
                    "search_margin": plan.search.margin},
+        "activation_caps": "bound every fascicle of the group; peak.activation is the force-weighted group mean "
+                           "(each side), peak.fascicle_activation the most active fascicle of the group",
         "targets": {t.label: t.value for t in plan.targets},
         "target_phases": {t.label: list(t.phase) for t in plan.targets},
         "predicted": {"engine": result.provenance["search_engine"], "peak": result.prediction.peaks(),
@@ -156,10 +158,12 @@ def check_profile(path: str | Path) -> list[str]:
                 problems.append(f"verification records no {kind} at {level}")
             elif value > cap:
                 problems.append(f"verified {kind} at {level} ({value:.0f}) exceeds its limit {cap:.0f}")
-    for group, cap in (limits.get("activation") or {}).items():
-        value = (peak.get("activation") or {}).get(group)
-        if value is None or value > cap:
-            problems.append(f"verified {group} activation {value} exceeds its cap {cap}")
+    for group, cap in (limits.get("activation") or {}).items():  # a cap bounds every fascicle of the group
+        value = (peak.get("fascicle_activation") or {}).get(group)
+        if value is None:
+            problems.append(f"verification records no peak fascicle activation of {group} (capped at {cap})")
+        elif value > cap:
+            problems.append(f"verified peak {group} fascicle activation {value:.3f} exceeds its cap {cap}")
     return problems
 
 

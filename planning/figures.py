@@ -17,7 +17,8 @@ LEVEL_COLORS = dict(zip(LEVELS, plt.get_cmap("viridis")(np.linspace(0.0, 0.9, le
 
 def cycle_figure(evaluation: Evaluation, forces_N: np.ndarray, plan: Plan, path: str | Path | None = None,
                  title: str = "") -> plt.Figure:
-    """Force at the pad, targeted group activations (dashed: target), and compression and AP
+    """Force at the pad, targeted and capped groups' mean activation per side (dashed: target)
+    with each group's most active fascicle (thin; dash-dot: its cap), and compression and AP
     shear at each level (dashed: limits) over one cycle."""
     t = evaluation.times_s
     fig, axes = plt.subplots(4, 1, figsize=(8, 10), sharex=True, constrained_layout=True)
@@ -38,8 +39,11 @@ def cycle_figure(evaluation: Evaluation, forces_N: np.ndarray, plan: Plan, path:
     for target in plan.targets:
         inside = target_window(t, len(t) / plan.device.rate_hz, target)  # t: one cycle of device samples
         ax.plot(t[inside], np.full(inside.sum(), target.value), "--", color=GROUP_COLORS.get(target.group), lw=1.5)
+    for group in shown:  # beside each group's mean, its most active fascicle (what a cap bounds)
+        ax.plot(t, evaluation.group_peak[:, evaluation.groups.index(group)], "-", color=GROUP_COLORS.get(group),
+                lw=0.6, alpha=0.6, label=f"{group} peak fascicle")
     for group, cap in plan.limits.activation.items():
-        ax.axhline(cap, color=GROUP_COLORS.get(group), ls="-.", lw=0.8)
+        ax.axhline(cap, color=GROUP_COLORS.get(group), ls="-.", lw=0.8, label=f"{group} cap (each fascicle)")
     ax.set_ylabel("activation (0..1)")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
 

@@ -11,7 +11,7 @@ comes from the patient file's limits, then from data/planning_defaults.yaml:
     limits:
       compression_N: 2500          # every level, or {L4-L5: 2500, L5-S1: 2200}
       ap_shear_N: 700
-      activation: {psoas: 0.4}     # the group's activation (as targets measure it), each side
+      activation: {psoas: 0.4}     # bounds every fascicle of the group (not its mean)
     device: {max_force_N: 150, max_rate_N_per_s: 300, cone_deg: 20, rate_hz: 100}
     search: {trials: 200, knots: 5, seed: 0, mode: single}
 
@@ -60,7 +60,7 @@ class Target:
 class Limits:
     compression_N: dict[str, float]  # per level
     ap_shear_N: dict[str, float]  # per level, either direction
-    activation: dict[str, float]  # per group: cap on its force-weighted activation, each side
+    activation: dict[str, float]  # per group: cap on the activation of every fascicle of the group
     reserve_share: float = 0.05
 
 

@@ -142,5 +142,5 @@ def _limit_name(key: str, plan: Plan) -> str:
         return "muscle capacity (reserve actuators needed: the exercise itself is out of reach)"
     if key.startswith("activation."):
         group = key.split(".", 1)[1]
-        return f"the {group} activation cap ({limits.activation[group]:g})"
+        return f"the {group} activation cap ({limits.activation[group]:g}, every fascicle)"
     return key

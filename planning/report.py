@@ -99,9 +99,19 @@ def report_markdown(result) -> str:
         f"Largest difference between the engines: compression {diff['compression_N']:.2g} N, AP shear "
         f"{diff['ap_shear_N']:.2g} N, group activation {diff['activation']:.2g}.",
     ]
-    if plan.limits.activation:
-        caps = ", ".join(f"{g} {c:g} (peak {verified['activation'][g]:.3f})" for g, c in plan.limits.activation.items())
-        lines.append(f"Activation caps: {caps}.")
+    lines += [
+        "",
+        "## Peak activations (group mean and most active fascicle; a cap bounds every fascicle)",
+        "",
+        f"| group | cap | group mean, {result.provenance['search_engine']} | fascicle, "
+        f"{result.provenance['search_engine']} | group mean, {v.engine} | fascicle, {v.engine} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for group in predicted["activation"]:
+        cap = plan.limits.activation.get(group)
+        lines.append(f"| {group} | {'' if cap is None else f'{cap:g}'} | {predicted['activation'][group]:.3f} | "
+                     f"{predicted['fascicle_activation'][group]:.3f} | {verified['activation'][group]:.3f} | "
+                     f"{verified['fascicle_activation'][group]:.3f} |")
     lines += [
         "",
         "## Pictures",

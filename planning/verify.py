@@ -3,7 +3,7 @@
 Passes only when, at the device rate,
 - the samples keep the device's limits (force, rate of change, direction cone);
 - in the engine the search did not use, and in the search engine too, every level's
-  compression and AP shear, every capped group's activation (force-weighted, each side) and the reserve share
+  compression and AP shear, every fascicle of a capped group and the reserve share
   stay under their limits (the limits themselves: the search kept its margin below them);
 - the two engines agree within the margin: |difference| <= margin x limit for loads and
   <= margin for activations, so the margin covers what separates the engines.
@@ -69,11 +69,12 @@ def limit_breaches(evaluation: Evaluation, plan: Plan) -> list[str]:
             if values[k, i] > caps[level]:
                 out.append(f"{level} {kind} {values[k, i]:.0f} N exceeds the {caps[level]:.0f} N limit "
                            f"at t = {times[k]:.2f} s")
-    for group, cap in limits.activation.items():
-        column = evaluation.group_activation[:, evaluation.groups.index(group)].max(1)
+    for group, cap in limits.activation.items():  # a cap bounds every fascicle of the group
+        column = evaluation.group_peak[:, evaluation.groups.index(group)]
         k = int(column.argmax())
         if column[k] > cap:
-            out.append(f"{group} activation reaches {column[k]:.2f}, above the cap {cap:g}, at t = {times[k]:.2f} s")
+            out.append(f"a {group} fascicle reaches activation {column[k]:.2f}, above the cap {cap:g}, "
+                       f"at t = {times[k]:.2f} s")
     k = int(evaluation.reserve_share.argmax())
     if evaluation.reserve_share[k] > limits.reserve_share:
         out.append(f"reserve actuators carry {evaluation.reserve_share[k]:.0%} of a net moment at "

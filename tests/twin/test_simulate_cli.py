@@ -1,6 +1,7 @@
 """`lumbar-twin simulate` and its Python twin `twin.simulate.simulate` (issue 3, item 6)."""
 import json
 
+import numpy as np
 import pytest
 
 from planning.cli import main
@@ -47,10 +48,24 @@ def test_a_posterior_pad_push_unloads_the_extensors(sample_twin):
 
 def test_activation_caps_from_the_patient_file_hold(sample_twin):
     twin = load_twin(sample_twin.directory)
-    assert twin.activation_caps == {"multifidus": 0.6}
+    assert twin.activation_caps == {"psoas": 0.5}
     result = simulate(twin, flexion_deg=45, hand_load_kg=10)
-    caps = [a for a, f in zip(result.activations, twin.spec.fascicles) if f.group == "multifidus"]
-    assert max(caps) <= 0.6 + 1e-6
+    psoas = [a for a, f in zip(result.activations, twin.spec.fascicles) if f.group == "psoas"]
+    assert max(psoas) <= 0.5 + 1e-6
+
+
+def test_a_cap_bounds_every_fascicle_of_its_group_in_simulate(sample_twin):
+    """Issue 14, point 4: the cap is on each fascicle, not on the group's mean."""
+    from twin.statics import Statics
+
+    twin = load_twin(sample_twin.directory)
+    members = np.array([f.group == "multifidus" for f in twin.spec.fascicles])
+    free = simulate(twin.spec, flexion_deg=20)
+    mean, peak = max(free.groups["multifidus"].values()), free.activations[members].max()
+    cap = 0.5 * (mean + peak)  # above the group's mean on either side, below its busiest fascicle
+    assert peak > mean + 0.1
+    capped = simulate(twin.spec, flexion_deg=20, statics=Statics(twin.spec, {"multifidus": cap}))
+    assert capped.activations[members].max() <= cap + 1e-9
 
 
 @pytest.mark.parametrize("args, message", [
