@@ -307,8 +307,13 @@ def _run_plan(args: argparse.Namespace) -> int:
           f"{len(search.candidates)}, {len(search.feasible)} feasible; best target error "
           f"{result.chosen.error:.4f} (trial {result.chosen.number})")
     print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in {t['verify_s']:.1f} s: "
-          f"{'passed' if v.passed else 'FAILED'}; engines differ by at most "
+          f"{'passed' if v.passed else 'FAILED'} (model consistency); engines differ by at most "
           f"{v.max_engine_difference['compression_N']:.2g} N compression, {v.max_engine_difference['activation']:.2g} activation")
+    ind = result.independent
+    print(f"verified by OpenSim's StaticOptimization + JointReaction on model.osim ({len(ind.frames)} samples) in "
+          f"{ind.seconds:.1f} s: {'passed' if ind.passed else 'FAILED'}; compression within "
+          f"{ind.max_difference['compression_relative']:.2%}, targeted activation within "
+          f"{ind.max_difference['targeted_activation']:.2g}")
     _print_prediction(result.mean_activation(), v.peak, plan)
     files = write_plan(result, args.out, (args.format,))
     print(f"wrote {args.out}/: " + ", ".join(p.name for p in files.values()))

@@ -53,6 +53,9 @@ def profile_document(result, csv_bytes: bytes) -> dict:
     """profile.json for a PlanResult that passed verification (refuses any other)."""
     if not result.verification.passed:
         raise LumbarTwinError("refusing to export a profile that did not pass verification")
+    if result.independent is None or not result.independent.passed:
+        raise LumbarTwinError("refusing to export a profile that OpenSim's own StaticOptimization and "
+                              "JointReaction did not verify")
     if not (np.isfinite(result.times_s).all() and np.isfinite(result.forces_N).all()):
         raise LumbarTwinError("refusing to export: a sample is not a finite number (NaN or inf)")
     plan, chosen, spec = result.plan, result.chosen, result.twin.spec
@@ -81,6 +84,7 @@ def profile_document(result, csv_bytes: bytes) -> dict:
         "predicted": {"engine": result.provenance["search_engine"], "peak": result.prediction.peaks(),
                       "mean_activation": result.mean_activation(), "rms_target_error": result.rms_target_error()},
         "verification": result.verification.to_dict(),
+        "independent_verification": result.independent.to_dict(),
         "parameters": [float(k) for k in chosen.profile.knots_N],
         "direction": {"tilt_deg": float(chosen.profile.tilt_deg), "azimuth_deg": float(chosen.profile.azimuth_deg),
                       "unit_vector": [float(v) for v in chosen.profile.direction(push)]},
@@ -150,7 +154,20 @@ def check_profile(path: str | Path) -> list[str]:
     problems += check_samples(forces, device, push, tolerance=CHECK_TOLERANCE)
     if verification.get("passed") is not True:
         problems.append("the recorded verification did not pass")
-    peak = verification.get("peak") or {}
+    independent = doc.get("independent_verification")
+    if not isinstance(independent, dict):
+        problems.append("no independent verification (OpenSim StaticOptimization + JointReaction) is recorded")
+    else:
+        if independent.get("passed") is not True:
+            problems.append("the recorded independent verification (OpenSim) did not pass")
+        problems += [f"independent verification: {p}" for p in _peak_problems(independent.get("peak") or {}, limits)]
+    problems += _peak_problems(verification.get("peak") or {}, limits)
+    return problems
+
+
+def _peak_problems(peak: dict, limits: dict) -> list[str]:
+    """Each recorded peak that is missing or above its limit."""
+    problems = []
     for kind in ("compression_N", "ap_shear_N"):
         for level in LEVELS:
             value, cap = (peak.get(kind) or {}).get(level), (limits.get(kind) or {}).get(level)

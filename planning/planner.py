@@ -22,6 +22,7 @@ from planning.exercise import Exercise, load_exercise
 from planning.plan import Plan, resolve_plan
 from planning.profile import sample_times
 from planning.search import Candidate, SearchResult, redact, run_search
+from planning.opensim_verify import OpenSimVerification, verify_with_opensim
 from planning.verify import Verification, verify
 from twin.simulate import LoadedTwin
 
@@ -47,6 +48,9 @@ class PlanResult:
     identity: dict[str, str]
     provenance: dict
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: OpenSim's own StaticOptimization + JointReaction on model.osim (None only when skipped:
+    #: such a result cannot be exported).
+    independent: OpenSimVerification | None = None
 
     @property
     def prediction(self) -> Evaluation:
@@ -66,9 +70,13 @@ def plan_for(twin: LoadedTwin, **document) -> Plan:
 
 
 def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: str | None = None,
-              study: str | None = None, progress: bool = False) -> PlanResult:
-    """Search, then verify the best feasible profiles in the other engine until one passes.
+              study: str | None = None, progress: bool = False, opensim_verification: bool = True) -> PlanResult:
+    """Search, then verify the best feasible profiles until one passes both verifications: the
+    two-engine consistency check at every device sample (planning/verify.py) and OpenSim's own
+    StaticOptimization + JointReaction on the twin's model.osim (planning/opensim_verify.py).
 
+    `opensim_verification=False` skips the second (about 3 s a plan) for studies and fast tests
+    of other logic; the result then has `independent=None` and the exporter refuses it.
     Raises Infeasible (naming the limit that binds) when no trial meets the limits or none of
     the best passes verification.
     """
@@ -93,16 +101,24 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
     other = OTHER_ENGINE[engine]
     other_full = precompute(spec, exercise, times, plan.contact, other)
     search_eval, other_eval = Evaluator(spec, full), Evaluator(spec, other_full)
-    rejected = []
+    poses = exercise.poses(spec, times) if opensim_verification else None
+    rejected, independent = [], None
     for candidate in feasible[:MAX_VERIFICATIONS]:
         _, forces = candidate.profile.samples(plan.device, push)
         verification = verify(plan, forces, push, other_eval(forces), other, search_eval(forces), engine)
-        if verification.passed:
-            break
-        rejected.append(f"trial {candidate.number}: {verification.problems[0]}")
+        if not verification.passed:
+            rejected.append(f"trial {candidate.number}: {verification.problems[0]}")
+            continue
+        if opensim_verification:
+            independent = verify_with_opensim(twin.directory / "model.osim", spec, plan, poses, forces,
+                                              verification.search_evaluation, _net_moments(full, forces))
+            if not independent.passed:
+                rejected.append(f"trial {candidate.number}: OpenSim's StaticOptimization/JointReaction: "
+                                f"{independent.problems[0]}")
+                continue
+        break
     else:
-        raise Infeasible(f"none of the {len(rejected)} best profiles passed verification in {other}: "
-                         + "; ".join(rejected))
+        raise Infeasible(f"none of the {len(rejected)} best profiles passed verification: " + "; ".join(rejected))
     timings["verify_s"] = time.perf_counter() - start - sum(timings.values())
     provenance = {
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
@@ -112,7 +128,13 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
         "trials": len(result.candidates), "trial": candidate.number, "rejected_in_verification": rejected,
     }
     return PlanResult(twin, plan, exercise, result, candidate, verification, times, forces, identity,
-                      provenance, timings)
+                      provenance, timings, independent)
+
+
+def _net_moments(trajectory, forces: np.ndarray) -> np.ndarray:
+    """(samples, coordinates) net moments under the robot's force (the reserve share's denominator)."""
+    return np.array([frame.net_moments - trajectory.contact_jacobian[k] @ forces[k]
+                     for k, frame in enumerate(trajectory.frames)])
 
 
 def _identity(twin: LoadedTwin, plan: Plan) -> dict[str, str]:

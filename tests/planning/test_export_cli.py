@@ -19,6 +19,11 @@ def test_plan_writes_every_file_and_the_profile_carries_its_proof(exported_plan)
     doc = json.loads((exported_plan / "profile.json").read_text())
     assert doc["schema"] == SCHEMA and doc["sha256"] == sha256_file(exported_plan / "profile.csv")
     assert doc["verification"]["passed"] is True and doc["verification"]["engine"] == "opensim"
+    independent = doc["independent_verification"]  # OpenSim's own tools on model.osim (issue 14, point 1)
+    assert independent["passed"] is True and independent["frames"] >= 24
+    assert independent["max_difference"]["compression_relative"] <= 0.01
+    assert independent["max_difference"]["targeted_activation"] <= 0.005
+    assert "StaticOptimization + JointReaction" in independent["tool"]
     assert doc["units"] == {"time": "s", "force": "N"} and doc["rate_hz"] == 100
     for key in ("device", "limits", "targets", "predicted", "parameters", "provenance", "frame", "contact"):
         assert key in doc
@@ -75,8 +80,19 @@ def test_check_accepts_the_export_and_refuses_any_tampering(exported_plan, tmp_p
     def faster(doc):
         doc["rate_hz"] = 200
 
+    def no_independent(doc):
+        del doc["independent_verification"]
+
+    def independent_failed(doc):
+        doc["independent_verification"]["passed"] = False
+
+    def independent_breach(doc):
+        doc["independent_verification"]["peak"]["ap_shear_N"]["L5-S1"] = 5e3
+
     for edit, message in ((unverified, "verification did not pass"), (breach, "exceeds its limit"),
-                          (faster, "not at 200 Hz")):
+                          (faster, "not at 200 Hz"), (no_independent, "no independent verification"),
+                          (independent_failed, "independent verification (OpenSim) did not pass"),
+                          (independent_breach, "independent verification: verified ap_shear_N at L5-S1")):
         assert main(["check", copy(edit_doc=edit)]) == 1
         assert message in capsys.readouterr().err
 
@@ -147,7 +163,20 @@ def test_the_exporter_refuses_non_finite_samples():
 
     forces = np.zeros((10, 3))
     forces[4, 1] = np.nan
-    result = SimpleNamespace(verification=SimpleNamespace(passed=True), times_s=np.arange(10) / 100.0,
-                             forces_N=forces)
+    result = SimpleNamespace(verification=SimpleNamespace(passed=True), independent=SimpleNamespace(passed=True),
+                             times_s=np.arange(10) / 100.0, forces_N=forces)
     with pytest.raises(LumbarTwinError, match="not a finite number"):
         profile_document(result, b"")
+
+
+def test_the_exporter_refuses_a_plan_without_the_independent_verification(loaded_twin, tmp_path):
+    from lumbar_twin.errors import LumbarTwinError
+    from planning.planner import make_plan, plan_for
+    from planning.report import write_plan
+
+    plan = plan_for(loaded_twin, exercise="isometric_hold", targets={"multifidus": 0.2}, search={"trials": 8})
+    result = make_plan(loaded_twin, plan, opensim_verification=False)
+    assert result.verification.passed and result.independent is None
+    with pytest.raises(LumbarTwinError, match="OpenSim's own StaticOptimization and JointReaction did not verify"):
+        write_plan(result, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
