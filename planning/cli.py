@@ -240,10 +240,11 @@ def _run_simulate(args: argparse.Namespace) -> int:
     print(f"\n{'group':20s} {'left':>6s} {'right':>6s}   (force-weighted activation, 0..1)")
     for group, sides in result.groups.items():
         print(f"{group:20s} {sides['left']:6.3f} {sides['right']:6.3f}")
+    if result.flagged:  # the headline is the shortfall in N m, not the largest share of a small moment
+        print(f"\n** FLAGGED: the muscles cannot hold this posture and load. {result.shortfall.headline} **")
     share = result.reserve_share
     worst = result.coordinate_names[int(result.reserve_shares.argmax())]
-    print(f"\nreserve actuators carry at most {share:.1%} of a net moment ({worst})"
-          + ("  ** FLAGGED: the muscles cannot hold this posture and load **" if result.flagged else ""))
+    print(f"{'' if result.flagged else chr(10)}reserve actuators carry at most {share:.1%} of a net moment ({worst})")
     return 0
 
 

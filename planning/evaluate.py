@@ -16,7 +16,7 @@ from planning.exercise import Exercise
 from planning.plan import Limits, Target
 from twin.engines import Frame
 from twin.spec import LEVELS, SIDES, ModelSpec
-from twin.statics import ENGINES, Statics
+from twin.statics import ENGINES, Shortfall, Statics, shortfall
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,16 @@ class Evaluation:
     ap_shear_N: np.ndarray
     lat_shear_N: np.ndarray
     reserve_share: np.ndarray  # (frames,)
+    coordinates: tuple[str, ...] = ()
+    needed_Nm: np.ndarray | None = None  # (frames, coordinates) net moments the muscles must supply
+    reserve_Nm: np.ndarray | None = None  # (frames, coordinates) what the reserves carry of them
+
+    def shortfall(self) -> Shortfall | None:
+        """Where the muscles fall short most, at the frame of the largest reserve share (N m)."""
+        if self.reserve_Nm is None:
+            return None
+        k = int(np.argmax(self.reserve_share))
+        return shortfall(self.coordinates, self.needed_Nm[k], self.reserve_Nm[k])
 
     def non_finite(self) -> list[str]:
         """Names of the fields holding NaN or inf (empty when every number is finite)."""
@@ -100,6 +110,7 @@ class Evaluator:
         peak = np.empty((n, len(self.groups)))
         loads = np.empty((3, n, len(LEVELS)))
         reserve = np.empty(n)
+        needed, reserve_Nm = np.empty((n, len(self.spec.coordinates))), np.empty((n, len(self.spec.coordinates)))
         for k, base in enumerate(traj.frames):
             force = np.asarray(forces_N[k], float)
             frame = replace(base, net_moments=base.net_moments - traj.contact_jacobian[k] @ force,
@@ -111,7 +122,9 @@ class Evaluator:
                 load = result.levels[level]
                 loads[:, k, i] = load.compression_N, load.ap_shear_N, load.lat_shear_N
             reserve[k] = result.reserve_share
-        return Evaluation(traj.times_s, self.groups, activation, peak, *loads, reserve)
+            needed[k], reserve_Nm[k] = result.net_moments_Nm, result.reserve_Nm
+        return Evaluation(traj.times_s, self.groups, activation, peak, *loads, reserve, self.spec.coordinate_names,
+                          needed, reserve_Nm)
 
 
 def search_frames(n_samples: int, eval_frames: int) -> np.ndarray:

@@ -316,4 +316,5 @@ def _evaluation(spec: ModelSpec, times, activations, reserves, reactions, net_mo
     # above it pulls it down; AP and lateral shear are the load above, so minus the reaction.
     compression, ap_shear, lat_shear = reactions[..., 1], -reactions[..., 0], -reactions[..., 2]
     share = (np.abs(reserves) / np.maximum(np.abs(net_moments), RESERVE_SHARE_FLOOR_NM)).max(1)
-    return Evaluation(np.asarray(times), groups, mean, peak, compression, ap_shear, lat_shear, share)
+    return Evaluation(np.asarray(times), groups, mean, peak, compression, ap_shear, lat_shear, share,
+                      spec.coordinate_names, np.asarray(net_moments), reserves)

@@ -149,6 +149,10 @@ def _no_feasible_message(result: SearchResult, plan: Plan) -> str:
     least = min(result.candidates, key=lambda c: sum(max(0.0, v) for v in c.constraints.values()))
     key, value = least.binding
     margin = plan.search.margin
+    if key == "reserve_share":  # a weak patient: the shortfall in N m is the headline
+        return (f"no profile meets the limits in {len(result.candidates)} trials: the muscles cannot hold the "
+                f"exercise ({least.shortfall or 'reserve actuators needed'}, in the closest trial, "
+                f"{least.number}); nothing exported")
     return (f"no profile meets the limits in {len(result.candidates)} trials: {_limit_name(key, plan)} binds "
             f"(the closest trial, {least.number}, is {value:.0%} over it, the {margin:.0%} search margin "
             f"included); nothing exported")

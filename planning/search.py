@@ -56,6 +56,7 @@ class Candidate:
     peak_compression_N: float
     constraints: dict[str, float]
     mean_activation: dict[str, dict[str, float]]
+    shortfall: str | None = None  # where the muscles fall short (N m), when they do
 
     @property
     def feasible(self) -> bool:
@@ -157,6 +158,8 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
             trial.set_constraint(key, value)
         trial.set_user_attr("mean_activation", mean_activations(evaluation, plan.targets, cycle))
         trial.set_user_attr("peak_compression_N", peak)
+        if constraints["reserve_share"] > 0:  # the muscles fall short: say where, in N m
+            trial.set_user_attr("shortfall", evaluation.shortfall().headline)
         return (error, peak) if search.mode == "pareto" else error
 
     if not study.trials:
@@ -208,4 +211,4 @@ def _candidate(trial: optuna.trial.FrozenTrial, plan: Plan, cycle: float) -> Can
     profile = Profile(plan.contact, cycle, tuple(params[f"knot_{k}_N"] for k in range(plan.search.knots)),
                       params.get("tilt_deg", 0.0), params.get("azimuth_deg", 0.0))
     return Candidate(trial.number, profile, trial.values[0], float(trial.user_attrs["peak_compression_N"]),
-                     dict(trial.constraints), trial.user_attrs["mean_activation"])
+                     dict(trial.constraints), trial.user_attrs["mean_activation"], trial.user_attrs.get("shortfall"))

@@ -77,6 +77,8 @@ def limit_breaches(evaluation: Evaluation, plan: Plan) -> list[str]:
                        f"at t = {times[k]:.2f} s")
     k = int(evaluation.reserve_share.argmax())
     if evaluation.reserve_share[k] > limits.reserve_share:
-        out.append(f"reserve actuators carry {evaluation.reserve_share[k]:.0%} of a net moment at "
-                   f"t = {times[k]:.2f} s: the muscles cannot hold the exercise")
+        short = evaluation.shortfall()
+        what = short.headline if short is not None else \
+            f"reserve actuators carry {evaluation.reserve_share[k]:.0%} of a net moment"
+        out.append(f"the muscles cannot hold the exercise: {what} at t = {times[k]:.2f} s")
     return out

@@ -63,6 +63,42 @@ class LevelLoad:
     lat_shear_N: float
 
 
+#: Who supplies a moment of each sign about each kind of coordinate (signs as measured on the
+#: template: +flexion flexes, +lateral bends to the right, +rotation turns to the left).
+_MOVERS = {"flexion": ("the extensors", "the flexors"),
+           "lateral": ("the muscles bending the trunk to the left", "the muscles bending the trunk to the right"),
+           "rotation": ("the muscles turning the trunk to the right", "the muscles turning the trunk to the left")}
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """Where the muscles fall short: the coordinate whose reserve carries the most, in N m."""
+
+    coordinate: str
+    needed_Nm: float  # the net moment the muscles must supply (signed, generalised force)
+    muscles_Nm: float  # what they supply (the rest is the reserve's)
+
+    @property
+    def headline(self) -> str:
+        """e.g. 'L5-S1 flexion: the extensors give 95 N m of the 160 N m needed'."""
+        level, _, kind = self.coordinate.rpartition("_")
+        movers = _MOVERS.get(kind, ("the muscles", "the muscles"))[self.needed_Nm > 0]
+        given = self.muscles_Nm if self.needed_Nm > 0 else -self.muscles_Nm
+        return (f"{level.replace('_', '-')} {kind}: {movers} give {max(given, 0.0):.0f} N m of the "
+                f"{abs(self.needed_Nm):.0f} N m needed")
+
+
+def shortfall(coordinate_names, needed_Nm: np.ndarray, reserve_Nm: np.ndarray) -> Shortfall:
+    """The coordinate where the reserve carries the most moment (N m), among those whose reserve
+    share is above RESERVE_SHARE_LIMIT when any is: a large share of a near-zero moment is not
+    what stops a weak patient."""
+    needed, reserve = np.asarray(needed_Nm, float), np.asarray(reserve_Nm, float)
+    shares = np.abs(reserve) / np.maximum(np.abs(needed), RESERVE_SHARE_FLOOR_NM)
+    candidates = np.where(shares > RESERVE_SHARE_LIMIT, np.abs(reserve), -np.inf)
+    k = int(np.argmax(candidates)) if np.isfinite(candidates).any() else int(np.argmax(np.abs(reserve)))
+    return Shortfall(coordinate_names[k], float(needed[k]), float(needed[k] - reserve[k]))
+
+
 @dataclass(frozen=True)
 class StaticsResult:
     """One frame's answer. Arrays are in the spec's fascicle and coordinate order."""
@@ -89,6 +125,10 @@ class StaticsResult:
     def flagged(self) -> bool:
         return self.reserve_share > RESERVE_SHARE_LIMIT
 
+    @property
+    def shortfall(self) -> Shortfall:
+        return shortfall(self.coordinate_names, self.net_moments_Nm, self.reserve_Nm)
+
     def to_dict(self) -> dict:
         return {
             "levels": {lv: vars(load) for lv, load in self.levels.items()},
@@ -96,6 +136,7 @@ class StaticsResult:
             "reserve_share": self.reserve_share,
             "reserve_shares": dict(zip(self.coordinate_names, map(float, self.reserve_shares))),
             "flagged": self.flagged,
+            "shortfall": self.shortfall.headline if self.flagged else None,
         }
 
 
