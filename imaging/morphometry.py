@@ -43,6 +43,10 @@ class MuscleMeasure:
     csa_mm2: float
     lean_csa_mm2: float
     fat_fraction: float
+    #: Optional measurement uncertainty of this row (imaging/uncertainty.py gives the method's
+    #: default when absent): CSA relative (0.1 = +-10 %), fat fraction absolute.
+    csa_uncertainty: float | None = None
+    fat_fraction_uncertainty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Morphometry:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": SCHEMA, "subject": self.subject,
-               "muscles": [asdict(m) for m in self.muscles], "provenance": dict(self.provenance)}
+               "muscles": [{k: v for k, v in asdict(m).items() if v is not None} for m in self.muscles],
+               "provenance": dict(self.provenance)}
         if self.volumes_mm3:
             out["volumes_mm3"] = dict(self.volumes_mm3)
         return out
@@ -105,6 +110,8 @@ class _Measure(BaseModel):
     csa_mm2: float
     lean_csa_mm2: float
     fat_fraction: float
+    csa_uncertainty: float | None = Field(None, ge=0.0, le=0.9)
+    fat_fraction_uncertainty: float | None = Field(None, ge=0.0, le=0.5)
 
     @field_validator("muscle")
     @classmethod

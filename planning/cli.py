@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="optuna storage shared by workers and resumable: a journal file path, sqlite:///F.db, "
                          "postgresql://user:pass@host/db (default: in memory)")
     pl.add_argument("--study", metavar="NAME", help="study name in the storage (default: from the plan's hash)")
+    pl.add_argument("--uncertainty", choices=("morphometry", "none"),
+                    help="morphometry (default): every limit holds for the weakest and strongest plausible patient "
+                         "given the morphometry's measurement band, in the search and both verifications; none: the "
+                         "point estimate only, for research comparisons (written into profile.json; `check` refuses "
+                         "such a profile for a device)")
     pl.add_argument("--format", choices=("csv", "ros2"), default="csv",
                     help="ros2 also writes profile.ros2.yaml (trajectory_msgs/JointTrajectory)")
     pl.add_argument("--out", required=True, help="output folder")
@@ -275,8 +280,8 @@ def _plan_document(args: argparse.Namespace) -> dict:
 
     document = read_plan_file(args.plan) if args.plan else {}
     overlay = command_line_overlay(args.targets, args.limits, args.device)
-    for key in ("exercise", "contact"):
-        if getattr(args, key):
+    for key in ("exercise", "contact", "uncertainty"):
+        if getattr(args, key, None):
             overlay[key] = getattr(args, key)
     search = {k: getattr(args, k) for k in ("trials", "seed", "knots", "mode", "sampler") if getattr(args, k) is not None}
     if search:
@@ -307,7 +312,8 @@ def _run_plan(args: argparse.Namespace) -> int:
     print(f"searched {search.trials_run} trials in {t['search_s']:.1f} s{rate}; study {search.study_name} holds "
           f"{len(search.candidates)}, {len(search.feasible)} feasible; best target error "
           f"{result.chosen.error:.4f} (trial {result.chosen.number})")
-    print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in {t['verify_s']:.1f} s: "
+    print(f"verified in {v.engine} at {plan.device.rate_hz:g} Hz ({len(result.times_s)} samples) in "
+          f"{t['verify_s'] - t.get('opensim_s', 0.0):.1f} s: "
           f"{'passed' if v.passed else 'FAILED'} (model consistency); engines differ by at most "
           f"{v.max_engine_difference['compression_N']:.2g} N compression, {v.max_engine_difference['activation']:.2g} activation")
     ind = result.independent
@@ -315,6 +321,14 @@ def _run_plan(args: argparse.Namespace) -> int:
           f"{ind.seconds:.1f} s: {'passed' if ind.passed else 'FAILED'}; compression within "
           f"{ind.max_difference['compression_relative']:.2%}, targeted activation within "
           f"{ind.max_difference['targeted_activation']:.2g}")
+    if plan.uncertainty == "morphometry":
+        worst = result.worst_case_peak()
+        level = max(worst["compression_N"], key=lambda lv: worst["compression_N"][lv] / plan.limits.compression_N[lv])
+        print(f"held for the weakest and strongest plausible patient too (morphometry band; OpenSim "
+              + ", ".join(f"{label} {'passed' if o.passed else 'FAILED'}" for label, o in result.independent_band.items())
+              + f"); worst-case peak compression {worst['compression_N'][level]:.0f} N at {level}")
+    else:
+        print("measurement uncertainty not carried (--uncertainty none): research comparison, not for a device")
     _print_prediction(result.mean_activation(), v.peak, plan)
     files = write_plan(result, args.out, (args.format,))
     print(f"wrote {args.out}/: " + ", ".join(p.name for p in files.values()))

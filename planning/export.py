@@ -41,6 +41,40 @@ def non_finite_fields(value, where: str = "") -> list[str]:
     return []
 
 
+def plan_uncertainty(result) -> str:
+    return getattr(result.plan, "uncertainty", "morphometry")
+
+
+def uncertainty_section(result) -> dict:
+    """profile.json's record of the measurement band the limits were held for."""
+    mode = plan_uncertainty(result)
+    if mode == "none":
+        return {"mode": "none", "note": "planned and verified for the point estimate of the morphometry only "
+                                        "(research comparison): not for a device"}
+    spec = result.twin.spec
+    plausible = result.twin.plausible_specs()
+    groups = list(dict.fromkeys(f.group for f in spec.fascicles))
+    band = {}
+    for label, other in plausible.items():
+        ratios = {}
+        for group in groups:
+            r = [o.max_isometric_force_N / f.max_isometric_force_N
+                 for f, o in zip(spec.fascicles, other.fascicles) if f.group == group]
+            ratios[group] = [round(min(r), 4), round(max(r), 4)]
+        band[label] = ratios
+    return {
+        "mode": "morphometry",
+        "methods": result.twin.uncertainty.get("methods"),
+        "muscle_force_ratio": band,
+        "worst_case_peak": result.worst_case_peak(),
+        "patients": {label: {"peak": result.verification.band[label][0].peaks(),
+                             "search_engine_peak": result.verification.band[label][1].peaks(),
+                             "independent_verification": result.independent_band[label].to_dict()}
+                     for label in plausible},
+        "source": "twin.json uncertainty (imaging/uncertainty.py, data/morphometry_uncertainty.yaml)",
+    }
+
+
 def profile_csv(times_s: np.ndarray, forces_N: np.ndarray) -> bytes:
     buffer = io.StringIO()
     buffer.write(",".join(CSV_HEADER) + "\n")
@@ -53,11 +87,16 @@ def profile_document(result, csv_bytes: bytes) -> dict:
     """profile.json for a PlanResult that passed verification (refuses any other)."""
     if not result.verification.passed:
         raise LumbarTwinError("refusing to export a profile that did not pass verification")
+    if not (np.isfinite(result.times_s).all() and np.isfinite(result.forces_N).all()):
+        raise LumbarTwinError("refusing to export: a sample is not a finite number (NaN or inf)")
     if result.independent is None or not result.independent.passed:
         raise LumbarTwinError("refusing to export a profile that OpenSim's own StaticOptimization and "
                               "JointReaction did not verify")
-    if not (np.isfinite(result.times_s).all() and np.isfinite(result.forces_N).all()):
-        raise LumbarTwinError("refusing to export: a sample is not a finite number (NaN or inf)")
+    if plan_uncertainty(result) == "morphometry" and (
+            set(result.independent_band) != set(result.verification.band) or not result.verification.band
+            or not all(v.passed for v in result.independent_band.values())):
+        raise LumbarTwinError("refusing to export a profile not verified for the weakest and strongest plausible "
+                              "patient (the morphometry's measurement band)")
     plan, chosen, spec = result.plan, result.chosen, result.twin.spec
     contact = spec.contact(plan.contact)
     push = [float(v) for v in contact.push_direction]
@@ -85,6 +124,7 @@ def profile_document(result, csv_bytes: bytes) -> dict:
                       "mean_activation": result.mean_activation(), "rms_target_error": result.rms_target_error()},
         "verification": result.verification.to_dict(),
         "independent_verification": result.independent.to_dict(),
+        "uncertainty": uncertainty_section(result),
         "parameters": [float(k) for k in chosen.profile.knots_N],
         "direction": {"tilt_deg": float(chosen.profile.tilt_deg), "azimuth_deg": float(chosen.profile.azimuth_deg),
                       "unit_vector": [float(v) for v in chosen.profile.direction(push)]},
@@ -162,6 +202,19 @@ def check_profile(path: str | Path) -> list[str]:
             problems.append("the recorded independent verification (OpenSim) did not pass")
         problems += [f"independent verification: {p}" for p in _peak_problems(independent.get("peak") or {}, limits)]
     problems += _peak_problems(verification.get("peak") or {}, limits)
+    uncertainty = doc.get("uncertainty")
+    if not isinstance(uncertainty, dict) or uncertainty.get("mode") not in ("morphometry", "none"):
+        problems.append("no record of the measurement uncertainty the limits were held for")
+    elif uncertainty["mode"] == "none":
+        problems.append("planned for the morphometry's point estimate only (--uncertainty none): a research "
+                        "comparison, not for a device")
+    else:
+        problems += [f"worst case: {p}" for p in _peak_problems(uncertainty.get("worst_case_peak") or {}, limits)]
+        patients = uncertainty.get("patients") or {}
+        for label in ("weakest plausible", "strongest plausible"):
+            entry = (patients.get(label) or {}).get("independent_verification")
+            if not isinstance(entry, dict) or entry.get("passed") is not True:
+                problems.append(f"the {label} patient's independent verification is missing or did not pass")
     return problems
 
 

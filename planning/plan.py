@@ -14,6 +14,8 @@ comes from the patient file's limits, then from data/planning_defaults.yaml:
       activation: {psoas: 0.4}     # bounds every fascicle of the group (not its mean)
     device: {max_force_N: 150, max_rate_N_per_s: 300, cone_deg: 20, rate_hz: 100}
     search: {trials: 200, knots: 5, seed: 0, mode: single}
+    uncertainty: morphometry       # limits hold for the weakest and strongest plausible patient too;
+                                   # `none`: the point estimate only (research comparisons)
 
 Every fault (unknown group or level, a target above its own cap, a value out of range) is an
 InputError naming the field.
@@ -37,6 +39,10 @@ from twin.spec import LEVELS, SIDES, ModelSpec
 DEFAULTS = DATA_DIR / "planning_defaults.yaml"
 TARGET_SIDES = ("both", *SIDES)
 SAMPLERS = ("tpe", "nsga2", "random")
+#: morphometry: the limits hold for the weakest and strongest plausible patient (the
+#: morphometry's measurement band, imaging/uncertainty.py) as well as the point estimate;
+#: none: the point estimate only, for research comparisons (written into the profile).
+UNCERTAINTY_MODES = ("morphometry", "none")
 MODES = ("single", "pareto")
 
 
@@ -83,6 +89,7 @@ class Plan:
     limits: Limits
     device: Device
     search: Search
+    uncertainty: str = "morphometry"  # UNCERTAINTY_MODES
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +113,7 @@ def read_plan_file(path: str | Path) -> dict:
         raise InputError(path, f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})") from None
     if not isinstance(doc, dict):
         raise InputError(path, "a plan must be a mapping (exercise, contact, targets, limits, ...)")
-    unknown = set(doc) - {"schema", "exercise", "contact", "targets", "limits", "device", "search"}
+    unknown = set(doc) - {"schema", "exercise", "contact", "targets", "limits", "device", "search", "uncertainty"}
     if unknown:
         raise InputError(path, f"unknown sections {sorted(unknown)}")
     return doc
@@ -160,7 +167,10 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
         search_values["knots"] = 1  # a held posture needs a constant force: one knot, a smaller search
     search = _section(Search, search_values, "search", source)
     _check_search(search, source)
-    return Plan(exercise, contact, targets, limits, device, search)
+    uncertainty = str(document.get("uncertainty", "morphometry"))
+    if uncertainty not in UNCERTAINTY_MODES:
+        fail(f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}, not {uncertainty!r}", "uncertainty")
+    return Plan(exercise, contact, targets, limits, device, search, uncertainty)
 
 
 def parse_assignments(text: str, option: str) -> dict[str, str]:

@@ -51,6 +51,23 @@ class PlanResult:
     #: OpenSim's own StaticOptimization + JointReaction on model.osim (None only when skipped:
     #: such a result cannot be exported).
     independent: OpenSimVerification | None = None
+    #: The same for the weakest and strongest plausible patient (empty with uncertainty "none").
+    independent_band: dict[str, OpenSimVerification] = field(default_factory=dict)
+
+    def worst_case_peak(self) -> dict:
+        """Each peak's largest value over the point estimate and the plausible patients, in both
+        engines and in OpenSim's re-solve (what the limits were held against)."""
+        sources = [self.verification.peak, self.verification.search_peak]
+        sources += [e.peaks() for pair in self.verification.band.values() for e in pair]
+        sources += [v.evaluation.peaks() for v in ([self.independent] if self.independent else [])
+                    + list(self.independent_band.values())]
+        out = {}
+        for kind, value in sources[0].items():
+            if isinstance(value, dict):
+                out[kind] = {key: max(s[kind][key] for s in sources) for key in value}
+            else:
+                out[kind] = max(s[kind] for s in sources)
+        return out
 
     @property
     def prediction(self) -> Evaluation:
@@ -91,8 +108,12 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
     timings["precompute_s"] = time.perf_counter() - start
 
     identity = _identity(twin, plan)
-    result = run_search(Evaluator(spec, full.subset(index)), plan, push, index, storage=storage, study_name=study,
-                        identity={k: identity[k] for k in ("twin", "plan")}, progress=progress)
+    # The morphometry's measurement band: the limits must hold for these patients too.
+    plausible = twin.plausible_specs() if plan.uncertainty == "morphometry" else {}
+    searched = full.subset(index)
+    result = run_search(Evaluator(spec, searched), plan, push, index, storage=storage, study_name=study,
+                        identity={k: identity[k] for k in ("twin", "plan")}, progress=progress,
+                        band={label: Evaluator(s, searched) for label, s in plausible.items()})
     timings["search_s"] = time.perf_counter() - start - sum(timings.values())
     feasible = result.feasible
     if not feasible:
@@ -101,25 +122,41 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
     other = OTHER_ENGINE[engine]
     other_full = precompute(spec, exercise, times, plan.contact, other)
     search_eval, other_eval = Evaluator(spec, full), Evaluator(spec, other_full)
+    band_eval = {label: (Evaluator(s, other_full), Evaluator(s, full)) for label, s in plausible.items()}
     poses = exercise.poses(spec, times) if opensim_verification else None
-    rejected, independent = [], None
+    rejected, independent, independent_band = [], None, {}
     for candidate in feasible[:MAX_VERIFICATIONS]:
         _, forces = candidate.profile.samples(plan.device, push)
-        verification = verify(plan, forces, push, other_eval(forces), other, search_eval(forces), engine)
+        verification = verify(plan, forces, push, other_eval(forces), other, search_eval(forces), engine,
+                              band={label: (o(forces), e(forces)) for label, (o, e) in band_eval.items()})
         if not verification.passed:
             rejected.append(f"trial {candidate.number}: {verification.problems[0]}")
             continue
         if opensim_verification:
-            independent = verify_with_opensim(twin.directory / "model.osim", spec, plan, poses, forces,
-                                              verification.search_evaluation, _net_moments(full, forces))
-            if not independent.passed:
-                rejected.append(f"trial {candidate.number}: OpenSim's StaticOptimization/JointReaction: "
-                                f"{independent.problems[0]}")
+            net = _net_moments(full, forces)
+            checks = [("point estimate", spec, verification.search_evaluation)]
+            checks += [(label, s, verification.band[label][1]) for label, s in plausible.items()]
+            outcomes = {}
+            for label, patient_spec, claimed in checks:
+                outcomes[label] = verify_with_opensim(
+                    twin.directory / "model.osim", spec, plan, poses, forces, claimed, net, label=label,
+                    max_isometric_force_N=None if patient_spec is spec else
+                    np.array([f.max_isometric_force_N for f in patient_spec.fascicles]))
+                if not outcomes[label].passed:
+                    break
+            failed = [o for o in outcomes.values() if not o.passed]
+            if failed:
+                rejected.append(f"trial {candidate.number}: OpenSim's StaticOptimization/JointReaction, "
+                                f"{failed[0].label}: {failed[0].problems[0]}")
                 continue
+            independent = outcomes.pop("point estimate")
+            independent_band = outcomes
         break
     else:
         raise Infeasible(f"none of the {len(rejected)} best profiles passed verification: " + "; ".join(rejected))
     timings["verify_s"] = time.perf_counter() - start - sum(timings.values())
+    timings["opensim_s"] = sum(v.seconds for v in ([independent] if independent else [])
+                               + list(independent_band.values()))  # part of verify_s
     provenance = {
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
         "twin_sha256": identity["twin"], "plan_sha256": identity["plan"],
@@ -127,8 +164,9 @@ def make_plan(twin: LoadedTwin, plan: Plan, *, engine: str = "mujoco", storage: 
         "study": result.study_name, "storage": redact(storage) or "memory", "search_engine": engine,
         "trials": len(result.candidates), "trial": candidate.number, "rejected_in_verification": rejected,
     }
+    provenance["uncertainty"] = plan.uncertainty
     return PlanResult(twin, plan, exercise, result, candidate, verification, times, forces, identity,
-                      provenance, timings, independent)
+                      provenance, timings, independent, independent_band)
 
 
 def _net_moments(trajectory, forces: np.ndarray) -> np.ndarray:
@@ -153,7 +191,9 @@ def _no_feasible_message(result: SearchResult, plan: Plan) -> str:
         return (f"no profile meets the limits in {len(result.candidates)} trials: the muscles cannot hold the "
                 f"exercise ({least.shortfall or 'reserve actuators needed'}, in the closest trial, "
                 f"{least.number}); nothing exported")
-    return (f"no profile meets the limits in {len(result.candidates)} trials: {_limit_name(key, plan)} binds "
+    patient = (least.constraint_patient or {}).get(key, "point estimate")
+    whom = "" if patient == "point estimate" else f" for the {patient} patient (the morphometry's measurement band)"
+    return (f"no profile meets the limits in {len(result.candidates)} trials: {_limit_name(key, plan)} binds{whom} "
             f"(the closest trial, {least.number}, is {value:.0%} over it, the {margin:.0%} search margin "
             f"included); nothing exported")
 

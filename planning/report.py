@@ -60,6 +60,45 @@ def target_table(mean_activation: dict, targets) -> list[tuple[str, float, float
     return rows
 
 
+def uncertainty_lines(result) -> list[str]:
+    """The measurement band the limits were held for, and the worst case over it."""
+    plan = result.plan
+    if getattr(plan, "uncertainty", "morphometry") == "none":
+        return ["", "## Measurement uncertainty", "",
+                "**Not carried** (`--uncertainty none`): the limits were held for the morphometry's point estimate "
+                "only. A research comparison; `lumbar-twin check` refuses this profile for a device."]
+    from planning.export import uncertainty_section
+
+    section = uncertainty_section(result)
+    worst, v = section["worst_case_peak"], result.verification
+    lines = ["", "## Measurement uncertainty (weakest and strongest plausible patient)", "",
+             f"Morphometry band by method ({section['methods']}), data/morphometry_uncertainty.yaml; "
+             "every limit was a constraint of the search and was verified in both engines and by OpenSim's "
+             "StaticOptimization + JointReaction for each patient below.", "",
+             "| patient | muscle force vs measured | peak compression N (level) | peak AP shear N (level) "
+             "| capped fascicles | OpenSim |",
+             "| --- | --- | ---: | ---: | --- | :---: |"]
+    rows = [("point estimate", None, v.search_evaluation, result.independent)]
+    rows += [(label, section["muscle_force_ratio"][label], v.band[label][1], result.independent_band.get(label))
+             for label in v.band]
+    for label, ratios, evaluation, independent in rows:
+        peaks = evaluation.peaks()
+        comp = max(peaks["compression_N"], key=peaks["compression_N"].get)
+        shear = max(peaks["ap_shear_N"], key=peaks["ap_shear_N"].get)
+        force = "1" if ratios is None else ", ".join(
+            f"{g} {lo:.2f}-{hi:.2f}" for g, (lo, hi) in ratios.items() if (lo, hi) != (1.0, 1.0))
+        caps = ", ".join(f"{g} {peaks['fascicle_activation'][g]:.3f} (cap {c:g})"
+                         for g, c in plan.limits.activation.items()) or "-"
+        lines.append(f"| {label} | {force} | {peaks['compression_N'][comp]:.0f} ({comp}) | "
+                     f"{peaks['ap_shear_N'][shear]:.0f} ({shear}) | {caps} | "
+                     f"{'passed' if independent and independent.passed else 'not run'} |")
+    comp = max(worst["compression_N"], key=lambda lv: worst["compression_N"][lv] / plan.limits.compression_N[lv])
+    lines += ["", f"Worst case over the three patients, both engines and OpenSim: compression "
+                  f"{worst['compression_N'][comp]:.0f} N at {comp} (limit {plan.limits.compression_N[comp]:.0f} N), "
+                  f"reserve share {worst['reserve_share']:.1%}."]
+    return lines
+
+
 def report_markdown(result) -> str:
     plan, v = result.plan, result.verification
     predicted, verified = result.prediction.peaks(), v.peak
@@ -124,6 +163,7 @@ def report_markdown(result) -> str:
         lines.append(f"| {group} | {'' if cap is None else f'{cap:g}'} | {predicted['activation'][group]:.3f} | "
                      f"{predicted['fascicle_activation'][group]:.3f} | {verified['activation'][group]:.3f} | "
                      f"{verified['fascicle_activation'][group]:.3f} |")
+    lines += uncertainty_lines(result)
     lines += [
         "",
         "## Pictures",

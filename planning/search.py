@@ -57,6 +57,7 @@ class Candidate:
     constraints: dict[str, float]
     mean_activation: dict[str, dict[str, float]]
     shortfall: str | None = None  # where the muscles fall short (N m), when they do
+    constraint_patient: dict[str, str] | None = None  # whose value each constraint is (band searches)
 
     @property
     def feasible(self) -> bool:
@@ -118,11 +119,16 @@ def redact(url: str | None) -> str | None:
 
 def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: np.ndarray, *,
                storage: str | None = None, study_name: str | None = None, identity: dict | None = None,
-               progress: bool = False) -> SearchResult:
+               progress: bool = False, band: dict[str, Evaluator] | None = None) -> SearchResult:
     """Run trials until the study holds `plan.search.trials` completed ones.
 
     `sample_index` picks the device-rate samples the search evaluates (the evaluator's frames).
     `identity` (hashes of twin and plan) is stored with a new study and checked when resuming.
+    `band`: evaluators of the plausible patients (e.g. {"weakest plausible": ..., "strongest
+    plausible": ...}) on the same frames. The objective is the point estimate's; each constraint
+    is the largest over the point estimate and these patients, so a feasible trial keeps every
+    limit for all of them. A trial already infeasible at the point estimate keeps its point
+    constraints (infeasible either way; it saves the band's solves).
     """
     search, device = plan.search, plan.device
     cycle = evaluator.trajectory.cycle_s
@@ -149,6 +155,20 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
         constraints = constraint_values(evaluation, plan.limits, search.margin)
         peak = float(evaluation.compression_N.max())
         reason = non_finite_reason(evaluation, error, constraints)
+        worst = dict.fromkeys(constraints, "point estimate")
+        if not reason and band and all(v <= 0.0 for v in constraints.values()):
+            for label, other in band.items():
+                other_evaluation = other(forces[sample_index])
+                other_constraints = constraint_values(other_evaluation, plan.limits, search.margin)
+                reason = non_finite_reason(other_evaluation, 0.0, other_constraints)
+                if reason:
+                    reason = f"{label}: {reason}"
+                    break
+                for key, value in other_constraints.items():
+                    if value > constraints[key]:
+                        constraints[key], worst[key] = value, label
+                if other_constraints["reserve_share"] > 0 and worst["reserve_share"] == label:
+                    trial.set_user_attr("shortfall", f"{label} patient: {other_evaluation.shortfall().headline}")
         if reason:
             # Recorded as FAIL with its reason (optuna refuses NaN values and constraints);
             # the search goes on.
@@ -158,8 +178,10 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
             trial.set_constraint(key, value)
         trial.set_user_attr("mean_activation", mean_activations(evaluation, plan.targets, cycle))
         trial.set_user_attr("peak_compression_N", peak)
-        if constraints["reserve_share"] > 0:  # the muscles fall short: say where, in N m
-            trial.set_user_attr("shortfall", evaluation.shortfall().headline)
+        if band:
+            trial.set_user_attr("constraint_patient", worst)  # whose constraint each value is
+        if worst["reserve_share"] == "point estimate" and constraints["reserve_share"] > 0:
+            trial.set_user_attr("shortfall", evaluation.shortfall().headline)  # where the muscles fall short, N m
         return (error, peak) if search.mode == "pareto" else error
 
     if not study.trials:
@@ -211,4 +233,5 @@ def _candidate(trial: optuna.trial.FrozenTrial, plan: Plan, cycle: float) -> Can
     profile = Profile(plan.contact, cycle, tuple(params[f"knot_{k}_N"] for k in range(plan.search.knots)),
                       params.get("tilt_deg", 0.0), params.get("azimuth_deg", 0.0))
     return Candidate(trial.number, profile, trial.values[0], float(trial.user_attrs["peak_compression_N"]),
-                     dict(trial.constraints), trial.user_attrs["mean_activation"], trial.user_attrs.get("shortfall"))
+                     dict(trial.constraints), trial.user_attrs["mean_activation"], trial.user_attrs.get("shortfall"),
+                     trial.user_attrs.get("constraint_patient"))

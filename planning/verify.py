@@ -10,7 +10,7 @@ Passes only when, at the device rate,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,20 +30,30 @@ class Verification:
     max_engine_difference: dict[str, float]
     evaluation: Evaluation
     search_evaluation: Evaluation
+    #: The plausible patients (weakest, strongest): label -> (this engine's, the search engine's) evaluation.
+    band: dict[str, tuple[Evaluation, Evaluation]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"engine": self.engine, "passed": self.passed, "problems": list(self.problems),
                 "peak": self.peak, "search_engine_peak": self.search_peak,
-                "max_engine_difference": self.max_engine_difference}
+                "max_engine_difference": self.max_engine_difference,
+                "plausible_patients": {label: {"peak": o.peaks(), "search_engine_peak": s.peaks()}
+                                       for label, (o, s) in self.band.items()}}
 
 
 def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, other_engine: str,
-           search: Evaluation, search_engine: str) -> Verification:
+           search: Evaluation, search_engine: str,
+           band: dict[str, tuple[Evaluation, Evaluation]] | None = None) -> Verification:
+    """`band`: the plausible patients' evaluations (this engine's, the search engine's), label ->
+    pair; each must keep every limit too (issue 14: the morphometry's measurement band)."""
+    band = band or {}
     problems = list(check_samples(forces_N, plan.device, push_direction))
-    for name, evaluation in ((other_engine, other), (search_engine, search)):
-        if evaluation.non_finite():  # NaN compares false with every limit: never let it through
-            problems.append(f"{name}: non-finite values (NaN or inf) in {', '.join(evaluation.non_finite())}")
-        problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]
+    patients = [("", other, search)] + [(f", {label} patient", o, s) for label, (o, s) in band.items()]
+    for suffix, o, s in patients:
+        for name, evaluation in ((other_engine + suffix, o), (search_engine + suffix, s)):
+            if evaluation.non_finite():  # NaN compares false with every limit: never let it through
+                problems.append(f"{name}: non-finite values (NaN or inf) in {', '.join(evaluation.non_finite())}")
+            problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]
     margin = plan.search.margin
     difference = {
         "compression_N": float(np.abs(other.compression_N - search.compression_N).max()),
@@ -56,7 +66,7 @@ def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, 
         if value > allowed[key]:
             problems.append(f"the engines differ by {value:.3g} in {key}, more than the margin allows ({allowed[key]:.3g})")
     return Verification(other_engine, not problems, tuple(problems), other.peaks(), search.peaks(), difference,
-                        other, search)
+                        other, search, band)
 
 
 def limit_breaches(evaluation: Evaluation, plan: Plan) -> list[str]:

@@ -12,13 +12,14 @@ from pathlib import Path
 import mujoco
 import opensim
 
+from imaging.uncertainty import band_table, method_of
 from lumbar_twin import __version__
 from lumbar_twin.errors import LumbarTwinError
 from lumbar_twin.fileio import sha256_file, staged_directory, write_json_atomic
 from twin.mujoco_model import write_mujoco
 from twin.opensim_model import write_opensim
 from twin.patient import Patient, load_patient
-from twin.personalise import ForceScaling, personalise
+from twin.personalise import ForceScaling, personalise, plausible_forces
 from twin.picture import draw_twin
 from twin.spec import ModelSpec
 from twin.template import TEMPLATE_PATH, load_template
@@ -56,7 +57,7 @@ def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
         log.info("writing MuJoCo model")
         write_mujoco(spec, stage / "model.xml")
         mujoco.MjModel.from_xml_path(str(stage / "model.xml"))
-        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings))
+        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings, template))
         log.info("drawing the twin")
         draw_twin(spec, stage / "twin.png", template=template,
                   title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
@@ -64,7 +65,7 @@ def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
     return Twin(spec, patient, scalings, out_dir)
 
 
-def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
+def twin_document(spec: ModelSpec, patient: Patient, scalings, template: ModelSpec | None = None) -> dict:
     """twin.json: personalised spec plus provenance (no timestamps: same input, same bytes)."""
     inputs = {"template": _hash_entry(TEMPLATE_PATH)}
     inputs.update({role: _hash_entry(Path(p)) for role, p in patient.sources.items()})
@@ -73,6 +74,7 @@ def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
         "patient": patient.summary(),
         "spec": spec.to_dict(),
         "personalisation": [asdict(s) for s in scalings],
+        "uncertainty": uncertainty_document(template or load_template(), patient),
         "provenance": {
             "toolkit": "lumbar-twin",
             "toolkit_version": __version__,
@@ -80,6 +82,18 @@ def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
             "mujoco_version": mujoco.__version__,
             "inputs": inputs,
         },
+    }
+
+
+def uncertainty_document(template: ModelSpec, patient: Patient) -> dict:
+    """The morphometry's measurement band and the plausible patients' muscle forces (twin.json)."""
+    morph = patient.morphometry
+    return {
+        "methods": dict(zip(("csa", "fat_fraction"), method_of(morph))) if morph is not None else None,
+        "rows": band_table(morph) if morph is not None else [],
+        "max_isometric_force_N": {label: [round(v, 6) for v in forces]
+                                  for label, forces in plausible_forces(template, patient).items()},
+        "source": "imaging/uncertainty.py, data/morphometry_uncertainty.yaml",
     }
 
 

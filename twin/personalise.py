@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from imaging.uncertainty import plausible_morphometry
 from twin.patient import Patient
 from twin.spec import Body, Fascicle, Joint, ModelSpec, PathPoint
 
@@ -88,3 +89,20 @@ def _fascicle(f: Fascicle, s: float, force_factor: float) -> Fascicle:
         tendon_slack_length_m=f.tendon_slack_length_m * s,
         max_isometric_force_N=f.max_isometric_force_N * force_factor,
     )
+
+
+#: The plausible patients a plan must be safe for, besides the point estimate.
+PLAUSIBLE = ("weakest plausible", "strongest plausible")
+
+
+def plausible_forces(template: ModelSpec, patient: Patient) -> dict[str, tuple[float, ...]]:
+    """Each fascicle's maximum isometric force [N] for the weakest and strongest plausible
+    patient: the same rules with every measured row at the weak (strong) end of its band
+    (imaging/uncertainty.py). Without morphometry both equal the point estimate."""
+    out = {}
+    for label, weakest in zip(PLAUSIBLE, (True, False)):
+        other = patient if patient.morphometry is None else \
+            replace(patient, morphometry=plausible_morphometry(patient.morphometry, weakest))
+        spec, _ = personalise(template, other)
+        out[label] = tuple(f.max_isometric_force_N for f in spec.fascicles)
+    return out

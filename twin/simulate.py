@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lumbar_twin.errors import InputError
@@ -25,6 +25,26 @@ class LoadedTwin:
     spec: ModelSpec
     patient: dict
     directory: Path
+    #: twin.json's "uncertainty": the morphometry band and the plausible patients' muscle forces.
+    uncertainty: dict = field(default_factory=dict)
+
+    def plausible_specs(self) -> dict[str, ModelSpec]:
+        """The weakest and strongest plausible patient's specs (only muscle forces differ).
+
+        Raises InputError for a twin built without the band (an older lumbar-twin)."""
+        forces = (self.uncertainty or {}).get("max_isometric_force_N")
+        if not forces:
+            raise InputError(self.directory / "twin.json", "this twin records no measurement uncertainty (built by "
+                             "an older lumbar-twin): rebuild it with `lumbar-twin build`, or plan with "
+                             "--uncertainty none", field="uncertainty")
+        out = {}
+        for label, values in forces.items():
+            if len(values) != len(self.spec.fascicles):
+                raise InputError(self.directory / "twin.json", f"{label}: {len(values)} forces for "
+                                 f"{len(self.spec.fascicles)} fascicles", field="uncertainty")
+            out[label] = replace(self.spec, fascicles=tuple(replace(f, max_isometric_force_N=float(v))
+                                                            for f, v in zip(self.spec.fascicles, values)))
+        return out
 
     @property
     def activation_caps(self) -> dict[str, float]:
@@ -48,7 +68,7 @@ def load_twin(twin_dir: str | Path) -> LoadedTwin:
     if not spec.lumbar_rhythm or not spec.contacts:
         raise InputError(path, "made by an older lumbar-twin without lumbar rhythm or contacts; "
                                "rebuild it with `lumbar-twin build`", field="spec")
-    return LoadedTwin(spec, doc.get("patient", {}), twin_dir)
+    return LoadedTwin(spec, doc.get("patient", {}), twin_dir, doc.get("uncertainty") or {})
 
 
 def simulate(twin: LoadedTwin | ModelSpec, flexion_deg: float = 0.0, lateral_deg: float = 0.0,

@@ -89,7 +89,19 @@ def test_check_accepts_the_export_and_refuses_any_tampering(exported_plan, tmp_p
     def independent_breach(doc):
         doc["independent_verification"]["peak"]["ap_shear_N"]["L5-S1"] = 5e3
 
-    for edit, message in ((unverified, "verification did not pass"), (breach, "exceeds its limit"),
+    def weak_unverified(doc):
+        doc["uncertainty"]["patients"]["weakest plausible"]["independent_verification"]["passed"] = False
+
+    def worst_case_breach(doc):
+        doc["uncertainty"]["worst_case_peak"]["compression_N"]["L4-L5"] = 9e3
+
+    def no_band(doc):
+        del doc["uncertainty"]
+
+    for edit, message in ((weak_unverified, "weakest plausible patient's independent verification"),
+                          (worst_case_breach, "worst case: verified compression_N at L4-L5"),
+                          (no_band, "no record of the measurement uncertainty"),
+                          (unverified, "verification did not pass"), (breach, "exceeds its limit"),
                           (faster, "not at 200 Hz"), (no_independent, "no independent verification"),
                           (independent_failed, "independent verification (OpenSim) did not pass"),
                           (independent_breach, "independent verification: verified ap_shear_N at L5-S1")):

@@ -113,3 +113,33 @@ def test_strength_factors_multiply(template):
     for fa, fb in zip(template.fascicles, spec.fascicles):
         factor = 0.5 if fa.group == "psoas" else 1.0
         assert fb.max_isometric_force_N == pytest.approx(factor * fa.max_isometric_force_N)
+
+
+def test_the_plausible_patients_scale_each_fascicle_by_its_rows_lean_csa_band(sample_twin):
+    """Issue 14, point 2: weakest/strongest plausible patient = the same rules on the morphometry
+    band; a fascicle's force moves with the lean CSA of the rows it was scaled by, and the twin
+    folder carries both force sets."""
+    import numpy as np
+
+    from imaging.uncertainty import plausible_row, row_uncertainty
+    from twin.simulate import load_twin
+
+    patient, morph = sample_twin.patient, sample_twin.patient.morphometry
+    specs = load_twin(sample_twin.directory).plausible_specs()
+    assert set(specs) == {"weakest plausible", "strongest plausible"}
+    checked = 0
+    for label, weakest in (("weakest plausible", True), ("strongest plausible", False)):
+        for f, other, scaling in zip(sample_twin.spec.fascicles, specs[label].fascicles, sample_twin.scalings):
+            if scaling.rule == "mass_2_3":
+                assert other.max_isometric_force_N == pytest.approx(f.max_isometric_force_N)  # not measured
+                continue
+            rows = [r for r in morph.muscles if (r.muscle, r.side) == (f.group, f.side) and r.level in scaling.levels]
+            moved = sum(plausible_row(r, row_uncertainty(morph, r), weakest).lean_csa_mm2 for r in rows)
+            assert other.max_isometric_force_N / f.max_isometric_force_N == pytest.approx(
+                moved / sum(r.lean_csa_mm2 for r in rows), rel=1e-6)
+            checked += 1
+    assert checked > 100
+    weak = np.array([f.max_isometric_force_N for f in specs["weakest plausible"].fascicles])
+    point = np.array([f.max_isometric_force_N for f in sample_twin.spec.fascicles])
+    assert 0.8 < (weak / point).min() < 0.9  # the watershed band: about 10-15 % CSA and 0.03 fat fraction
+    assert patient.morphometry is not None
