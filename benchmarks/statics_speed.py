@@ -6,7 +6,8 @@ intervertebral loads):
   - a frame batch: a smooth exercise trajectory, each frame warm-started from the one before;
 and, in the same run, OpenSim's StaticOptimization (AnalyzeTool) on the exported model.osim
 (with reserve actuators, as OpenSim needs) over the same trajectory. Prints both per frame,
-the ratio, peak memory, and how far the two engines' activations differ.
+the ratio, peak memory, how far the two engines' activations differ, and what explains it:
+OpenSim's SO again from a zero-speed states file and/or with reserves weighted as the toolkit's.
 
     python benchmarks/statics_speed.py [--frames 60]
 """
@@ -25,9 +26,12 @@ import opensim as osim
 from lumbar_twin import DATA_DIR
 from twin.build import build_twin
 from twin.posture import posture
-from twin.statics import Statics
+from planning.opensim_verify import CONVERGENCE, states_file
+from twin.statics import RESERVE_WEIGHT, Statics
 
 RESERVE_OPTIMAL_FORCE_NM = 1.0  # OpenSim reserves: control x 1 N m, so reserves are expensive
+#: F_opt at which OpenSim's reserve cost (r / F_opt)^2 equals the toolkit's RESERVE_WEIGHT r^2.
+RESERVE_MATCHED_NM = 1.0 / math.sqrt(RESERVE_WEIGHT)
 
 
 def main() -> None:
@@ -60,6 +64,22 @@ def main() -> None:
         osim.AnalyzeTool(str(setup)).run()
         opensim_total = time.perf_counter() - start
         theirs = _read_storage(tmp / "results" / "lumbar_StaticOptimization_activation.sto", spec.fascicle_names)
+        # What separates the two: OpenSim's SO from a coordinates file differentiates splines into
+        # velocities and accelerations (inertia and force-velocity enter), and its reserve cost
+        # (r / F_opt)^2 differs from the toolkit's w r^2 unless F_opt = 1/sqrt(w). Neither has
+        # passive fibre force. Each variant changes one of them.
+        variants = {}
+        for label, use_states, fopt in (("coordinates file, reserves F_opt 1 N m (as above)", False, 1.0),
+                                        ("coordinates file, reserves F_opt 1/sqrt(w)", False, RESERVE_MATCHED_NM),
+                                        ("states file, zero speeds, reserves F_opt 1 N m", True, 1.0),
+                                        ("states file, zero speeds, reserves F_opt 1/sqrt(w)", True, RESERVE_MATCHED_NM)):
+            folder = tmp / f"variant{len(variants)}"
+            folder.mkdir()
+            variant = _opensim_setup(folder, twin.files["model.osim"], spec, times, trajectory,
+                                     reserve_fopt=fopt, states=use_states)
+            osim.AnalyzeTool(str(variant)).run()
+            variants[label] = _read_storage(folder / "results" / "lumbar_StaticOptimization_activation.sto",
+                                            spec.fascicle_names)
 
     n = args.frames
     per_single, per_batch, per_opensim = single / n * 1e3, batch / n * 1e3, opensim_total / n * 1e3
@@ -77,9 +97,13 @@ def main() -> None:
           f"batch {'met' if per_batch < 0.5 else 'NOT met'}")
     print(f"peak memory: {rss_toolkit:.0f} MB after the toolkit runs, {_peak_rss_mb():.0f} MB after OpenSim's "
           f"(one process: OpenSim, MuJoCo and numpy loaded)")
-    print(f"activation RMS difference, lumbar-twin vs OpenSim SO: {rms_rest:.3f} upright at rest, "
-          f"{rms_all:.3f} over the movement (OpenSim's tool also counts the movement's inertia, "
-          f"force-velocity and passive fibre force; lumbar-twin is quasi-static)")
+    print(f"activation RMS difference, lumbar-twin vs OpenSim SO: {rms_rest:.3f} in the first frame, "
+          f"{rms_all:.3f} over the movement")
+    print("what explains it (RMS over the movement / largest |difference| of any fascicle in any frame):")
+    for label, values in variants.items():
+        gap = ours_act[: len(values)] - values
+        print(f"  {label:52s} {np.sqrt(np.mean(gap**2)):.4f} / {np.abs(gap).max():.4f}"
+              + ("" if len(values) == n else f"  ({len(values)} of {n} frames solved)"))
 
 
 def _timed(work) -> float:
@@ -92,13 +116,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory) -> Path:
-    """A model with reserves, a motion file and an AnalyzeTool setup written to XML."""
+def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory, reserve_fopt: float = RESERVE_OPTIMAL_FORCE_NM,
+                   states: bool = False) -> Path:
+    """A model with reserves, a motion (or zero-speed states) file and an AnalyzeTool setup in XML."""
     model = osim.Model(str(model_path))
     for coord in spec.coordinates:
         reserve = osim.CoordinateActuator(coord.name)
         reserve.setName(f"reserve_{coord.name}")
-        reserve.setOptimalForce(RESERVE_OPTIMAL_FORCE_NM)
+        reserve.setOptimalForce(reserve_fopt)
         reserve.setMinControl(-1e4)
         reserve.setMaxControl(1e4)
         model.addForce(reserve)
@@ -116,7 +141,11 @@ def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory) -> Path
     tool = osim.AnalyzeTool()
     tool.setName("lumbar")
     tool.setModelFilename(str(with_reserves))
-    tool.setCoordinatesFileName(str(motion))
+    if states:
+        model.initSystem()
+        tool.setStatesFileName(str(states_file(tmp, model, spec, np.asarray(times), trajectory)))
+    else:
+        tool.setCoordinatesFileName(str(motion))
     tool.setLowpassCutoffFrequency(-1)
     tool.setInitialTime(float(times[0]))
     tool.setFinalTime(float(times[-1]))
@@ -126,6 +155,8 @@ def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory) -> Path
     analysis.setEndTime(float(times[-1]))
     analysis.setUseModelForceSet(True)
     analysis.setActivationExponent(2)
+    if states:  # the verification's settings (planning/opensim_verify.py)
+        analysis.setConvergenceCriterion(CONVERGENCE)
     tool.getAnalysisSet().cloneAndAppend(analysis)
     setup = tmp / "setup_so.xml"
     tool.printToXML(str(setup))

@@ -174,7 +174,7 @@ def _solve(tmp: Path, model_path: Path, spec: ModelSpec, contact_name: str, time
 
     contact = spec.contact(contact_name)
     external = _external_loads(tmp, contact, times, forces)
-    states = _states_file(tmp, model, spec, times, poses)
+    states = states_file(tmp, model, spec, times, poses)
     t0, t1 = float(times[0]), float(times[-1])
 
     so = osim.StaticOptimization()
@@ -198,7 +198,7 @@ def _solve(tmp: Path, model_path: Path, spec: ModelSpec, contact_name: str, time
     # JointReaction: actuators only, in the model's actuator order (OpenSim 4.6 reads them by position).
     actuators = model.getActuators()
     names = [actuators.get(k).getName() for k in range(actuators.getSize())]
-    forces_file = _write_storage(tmp / "actuator_forces.sto", "actuator_forces", times, names,
+    forces_file = write_storage(tmp / "actuator_forces.sto", "actuator_forces", times, names,
                                  _columns(force_table, names), in_degrees=False)
     jr = osim.JointReaction()
     jr.setName("JointReaction")
@@ -244,8 +244,9 @@ def _run(tmp: Path, name: str, model_file: Path, states: Path, external: Path, a
         raise LumbarTwinError(f"OpenSim's {type(analysis).__name__} did not run")
 
 
-def _states_file(tmp: Path, model: osim.Model, spec: ModelSpec, times: np.ndarray, poses: list[dict]) -> Path:
-    """Every coordinate's value per frame and every speed zero (quasi-static)."""
+def states_file(tmp: Path, model: osim.Model, spec: ModelSpec, times: np.ndarray, poses: list[dict]) -> Path:
+    """tmp/states.sto: every coordinate's value per frame and every speed zero (quasi-static).
+    `model` must have had initSystem() (absolute paths of its coordinates)."""
     coords = model.getCoordinateSet()
     columns, values = [], []
     for name in spec.coordinate_names:
@@ -255,13 +256,13 @@ def _states_file(tmp: Path, model: osim.Model, spec: ModelSpec, times: np.ndarra
     for name in spec.fascicle_names:  # not used by StaticOptimization; given to keep OpenSim from warning
         columns.append(f"{model.getMuscles().get(name).getAbsolutePathString()}/activation")
         values.append([0.5] * len(poses))
-    return _write_storage(tmp / "states.sto", "states", times, columns, np.array(values).T, in_degrees=False)
+    return write_storage(tmp / "states.sto", "states", times, columns, np.array(values).T, in_degrees=False)
 
 
 def _external_loads(tmp: Path, contact, times: np.ndarray, forces: np.ndarray) -> Path:
     """The robot's force as an ExternalForce on the contact body at the pad, in the body frame."""
     point = np.tile(np.asarray(contact.location_m, float), (len(times), 1))
-    data = _write_storage(tmp / "robot_force.mot", "robot_force", times,
+    data = write_storage(tmp / "robot_force.mot", "robot_force", times,
                           [f"robot_force_v{a}" for a in "xyz"] + [f"robot_force_p{a}" for a in "xyz"]
                           + [f"robot_torque_{a}" for a in "xyz"],
                           np.hstack([forces, point, np.zeros_like(forces)]), in_degrees=False)
@@ -282,8 +283,9 @@ def _external_loads(tmp: Path, contact, times: np.ndarray, forces: np.ndarray) -
     return path
 
 
-def _write_storage(path: Path, name: str, times: np.ndarray, columns: list[str], values: np.ndarray,
-                   in_degrees: bool) -> Path:
+def write_storage(path: Path, name: str, times: np.ndarray, columns: list[str], values: np.ndarray,
+                  in_degrees: bool) -> Path:
+    """An OpenSim storage file (.sto/.mot): `values` (rows, columns) under a time column."""
     lines = [name, "version=1", f"nRows={len(times)}", f"nColumns={len(columns) + 1}",
              f"inDegrees={'yes' if in_degrees else 'no'}", "endheader", "\t".join(["time", *columns])]
     lines += ["\t".join([f"{t:.9f}", *(f"{v:.12g}" for v in row)]) for t, row in zip(times, values)]
