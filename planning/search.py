@@ -133,7 +133,7 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
     search, device = plan.search, plan.device
     cycle = evaluator.trajectory.cycle_s
     name = study_name or f"plan-{(identity or {}).get('plan', 'adhoc')[:16]}"
-    study = _study(plan, storage, name, identity)
+    study, created = _study(plan, storage, name, identity)
     done = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
     remaining = max(0, search.trials - done)
     ran = 0
@@ -184,14 +184,17 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
             trial.set_user_attr("shortfall", evaluation.shortfall().headline)  # where the muscles fall short, N m
         return (error, peak) if search.mode == "pareto" else error
 
-    if not study.trials:
+    if created:
+        # Only the process that created the study enqueues the ladder (creation is atomic in
+        # every storage: a unique study name), so workers starting together on a shared study
+        # do not each add it; `skip_if_exists` guards a resumed one.
         # Start from "no robot" (feasible whenever the exercise itself is, where random starts
         # may all push too hard under a tight cap) and a ladder of constant forces along the
         # pad's push direction (the whole answer for a held posture); TPE refines from there.
         direction = {"tilt_deg": 0.0, "azimuth_deg": 0.0} if device.cone_deg > 0 else {}
         for fraction in START_FORCES:
             study.enqueue_trial({**{f"knot_{k}_N": fraction * device.max_force_N for k in range(search.knots)},
-                                 **direction})
+                                 **direction}, skip_if_exists=True)
     if remaining:
         log.info("study %s: %d of %d trials done, running %d", name, done, search.trials, remaining)
         # A trial whose statics fails is recorded as failed; the search goes on.
@@ -201,7 +204,8 @@ def run_search(evaluator: Evaluator, plan: Plan, push_direction, sample_index: n
     return SearchResult(name, candidates, ran)
 
 
-def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) -> optuna.Study:
+def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) -> tuple[optuna.Study, bool]:
+    """The study, and whether this call created it."""
     search = plan.search
     seed = search.seed
     if storage is not None:
@@ -214,8 +218,14 @@ def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) ->
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }
     directions = ["minimize", "minimize"] if search.mode == "pareto" else ["minimize"]
-    study = optuna.create_study(storage=open_storage(storage), sampler=samplers[search.sampler](),
-                                study_name=name, directions=directions, load_if_exists=True)
+    opened, sampler = open_storage(storage), samplers[search.sampler]()
+    try:
+        study = optuna.create_study(storage=opened, sampler=sampler, study_name=name, directions=directions)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:  # another worker (or an earlier run) made it
+        study = optuna.create_study(storage=opened, sampler=sampler, study_name=name, directions=directions,
+                                    load_if_exists=True)
+        created = False
     recorded = study.user_attrs.get("identity")
     if recorded is None:
         study.set_user_attr("identity", identity or {})
@@ -225,7 +235,7 @@ def _study(plan: Plan, storage: str | None, name: str, identity: dict | None) ->
                               f"({', '.join(differs)} differ); choose another --study name")
     if len(study.directions) != len(directions):
         raise LumbarTwinError(f"study {name!r} was run in the other mode; choose another --study name")
-    return study
+    return study, created
 
 
 def _candidate(trial: optuna.trial.FrozenTrial, plan: Plan, cycle: float) -> Candidate:
