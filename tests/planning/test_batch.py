@@ -130,7 +130,7 @@ def test_two_planning_workers_share_one_postgresql_study(postgres_url, loaded_tw
 
     trials, targets = 40, {"multifidus": 0.25}
     single = make_plan(loaded_twin, plan_for(loaded_twin, exercise="trunk_extension", targets=targets,
-                                             search={"trials": trials}))
+                                             search={"trials": trials}), opensim_verification=False)
     command = [sys.executable, "-m", "planning.cli", "plan", str(loaded_twin.directory), "--exercise",
                "trunk_extension", "--targets", "multifidus=0.25", "--trials", str(trials), "--storage", postgres_url,
                "--study", "shared"]
