@@ -40,6 +40,7 @@ import opensim as osim
 from lumbar_twin.errors import LumbarTwinError
 from planning.evaluate import Evaluation
 from planning.plan import Plan
+from planning.verify import limit_breaches
 from twin.spec import LEVELS, SIDES, ModelSpec
 from twin.statics import RESERVE_SHARE_FLOOR_NM, RESERVE_WEIGHT
 
@@ -119,8 +120,6 @@ def verify_with_opensim(model_path: str | Path, spec: ModelSpec, plan: Plan, pos
     fmax = np.array([f.max_isometric_force_N for f in spec.fascicles]) if max_isometric_force_N is None \
         else np.asarray(max_isometric_force_N, float)
     evaluation = _evaluation(spec, times, activations, reserves, reactions, net_moments_Nm[frames], fmax)
-
-    from planning.verify import limit_breaches  # here: verify imports nothing of this module
 
     problems = [] if not evaluation.non_finite() else [
         f"OpenSim gave non-finite values in {', '.join(evaluation.non_finite())}"]
