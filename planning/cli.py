@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.set_defaults(run=_run_plan)
 
     ck = commands.add_parser("check", help="check an exported profile before it goes to a device",
-                             description="Re-read profile.json and its CSV; exit 1 if the checksum, the rate, the "
+                             description="Re-read profile.json and its CSV; exit 1 if the checksum, a non-finite value, the rate, the "
                                          "device limits or the recorded verification do not hold.")
     ck.add_argument("profile", help="profile.json")
     ck.set_defaults(run=_run_check)
@@ -358,7 +358,7 @@ def _run_check(args: argparse.Namespace) -> int:
             print(f"{args.profile}: {problem}", file=sys.stderr)
         print(f"lumbar-twin: {args.profile} must not go to a device ({len(problems)} problems)", file=sys.stderr)
         return 1
-    print(f"{args.profile}: OK (checksum, rate, device limits and recorded verification hold)")
+    print(f"{args.profile}: OK (checksum, finite values, rate, device limits, both recorded verifications and the worst case over the measurement band hold)")
     return 0
 
 
