@@ -57,7 +57,8 @@ def main() -> None:
         print(f"uncertainty: {args.uncertainty}; machine: {os.cpu_count()} cores, load average "
               f"{os.getloadavg()[0]:.1f} at the start (other jobs share it)\n")
         print(f"{'exercise':16s} {'trials/s':>8s} {'search s':>8s} {'2-engine s':>10s} {'OpenSim s':>9s} "
-              f"{'plan s':>7s} {'CPU s':>6s} {'optuna err':>10s} {'dev':>6s} {'grid err':>9s} {'dev':>6s} {'grid n':>6s}")
+              f"{'plan s':>7s} {'CPU s':>6s} {'optuna err':>10s} {'dev':>6s} {'grid err':>9s} {'dev':>6s} "
+              f"{'grid n':>6s}")
         for name in args.exercises.split(","):
             plan = plan_for(twin, exercise=name, targets=TARGETS[name], search={"trials": args.trials},
                             uncertainty=args.uncertainty)
@@ -69,7 +70,8 @@ def main() -> None:
             grid_error, grid_dev, grid_n = _grid_baseline(twin, plan, budget_s=t["search_s"])
             print(f"{name:16s} {args.trials / t['search_s']:8.1f} {t['search_s']:8.2f} "
                   f"{t['precompute_s'] + t['verify_s'] - t['opensim_s']:10.2f} {t['opensim_s']:9.2f} "
-                  f"{wall:7.2f} {cpu:6.2f} {result.chosen.error:10.4f} {deviation:6.3f} {grid_error:9.4f} {grid_dev:6.3f} "
+                  f"{wall:7.2f} {cpu:6.2f} {result.chosen.error:10.4f} {deviation:6.3f} {grid_error:9.4f} "
+                  f"{grid_dev:6.3f} "
                   f"{grid_n:6d}")
             if name == args.exercises.split(",")[0]:
                 out = Path(tmp) / "plan"

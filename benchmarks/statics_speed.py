@@ -72,7 +72,8 @@ def main() -> None:
         for label, use_states, fopt in (("coordinates file, reserves F_opt 1 N m (as above)", False, 1.0),
                                         ("coordinates file, reserves F_opt 1/sqrt(w)", False, RESERVE_MATCHED_NM),
                                         ("states file, zero speeds, reserves F_opt 1 N m", True, 1.0),
-                                        ("states file, zero speeds, reserves F_opt 1/sqrt(w)", True, RESERVE_MATCHED_NM)):
+                                        ("states file, zero speeds, reserves F_opt 1/sqrt(w)", True,
+                                         RESERVE_MATCHED_NM)):
             folder = tmp / f"variant{len(variants)}"
             folder.mkdir()
             variant = _opensim_setup(folder, twin.files["model.osim"], spec, times, trajectory,

@@ -127,9 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     pl.set_defaults(run=_run_plan)
 
     ck = commands.add_parser("check", help="check an exported profile before it goes to a device",
-                             description="Re-read profile.json and its CSV; exit 1 if the checksum, a non-finite value, the rate, the "
-                                         "device limits, either recorded verification or the worst case over the measurement band do not "
-                                         "hold, or the profile was planned with --uncertainty none.")
+                             description="Re-read profile.json and its CSV; exit 1 if the checksum, a non-finite "
+                                         "value, the rate, the device limits, either recorded verification or the "
+                                         "worst case over the measurement band do not hold, or the profile was "
+                                         "planned with --uncertainty none.")
     ck.add_argument("profile", help="profile.json")
     ck.set_defaults(run=_run_check)
 
