@@ -32,7 +32,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from imaging.bias import correct_bias
-from imaging.labels import MUSCLE_LABELS
+from imaging.labels import ROW_LABELS
 from imaging.segment import body_mask
 from lumbar_twin.errors import InputError
 
@@ -151,7 +151,8 @@ def _beside_in_z(mask: np.ndarray) -> np.ndarray:
 
 def calibrate_on_psoas(corrected: np.ndarray, labels: np.ndarray, scale: IntensityScale) -> IntensityScale:
     """The same scale with the lean reference moved to the psoas (LEAN_REFERENCE_FRACTION fat)."""
-    psoas = np.isin(labels, [MUSCLE_LABELS[("psoas", side)] for side in ("left", "right")])
+    # an imported iliopsoas above the iliac crest is psoas (imaging.morphometry.MERGED)
+    psoas = np.isin(labels, [ROW_LABELS[(muscle, side)] for muscle in ("psoas", "iliopsoas") for side in ("left", "right")])
     if psoas.sum() < MIN_PSOAS_VOXELS:
         return scale
     return IntensityScale(float(np.median(corrected[psoas])), scale.fat_signal, LEAN_REFERENCE_FRACTION,

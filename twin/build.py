@@ -6,7 +6,7 @@ one of them is complete, so a failure leaves the output folder as it was.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import mujoco
@@ -15,6 +15,7 @@ import opensim
 from lumbar_twin import __version__
 from lumbar_twin.errors import LumbarTwinError
 from lumbar_twin.fileio import sha256_file, staged_directory, write_json_atomic
+from twin.morphometry_use import RowUse, resolve_morphometry
 from twin.mujoco_model import write_mujoco
 from twin.opensim_model import write_opensim
 from twin.patient import Patient, load_patient
@@ -37,16 +38,24 @@ class Twin:
     patient: Patient
     scalings: tuple[ForceScaling, ...]
     directory: Path
+    #: How each imaged muscle, side and level entered the twin (twin.morphometry_use).
+    morphometry_use: tuple[RowUse, ...] = ()
 
     @property
     def files(self) -> dict[str, Path]:
         return {name: self.directory / name for name in OUTPUT_FILES}
 
 
-def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
-    """Read a patient file and write the patient's twin into `out_dir`."""
+def build_twin(patient_path: str | Path, out_dir: str | Path, accept_qc_fail: bool = False) -> Twin:
+    """Read a patient file and write the patient's twin into `out_dir`. A morphometry row whose
+    QC failed raises InputError unless `accept_qc_fail` (then it is used and marked)."""
     patient = load_patient(patient_path)  # every input fault is raised before anything is written
     template = load_template()
+    uses: tuple[RowUse, ...] = ()
+    if patient.morphometry is not None:
+        resolved, uses = resolve_morphometry(patient.morphometry, template.reference_morphometry,
+                                             patient.sources.get("morphometry", str(patient_path)), accept_qc_fail)
+        patient = replace(patient, morphometry=resolved)
     spec, scalings = personalise(template, patient)
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
@@ -56,16 +65,18 @@ def build_twin(patient_path: str | Path, out_dir: str | Path) -> Twin:
         log.info("writing MuJoCo model")
         write_mujoco(spec, stage / "model.xml")
         mujoco.MjModel.from_xml_path(str(stage / "model.xml"))
-        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings))
+        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings, uses))
         log.info("drawing the twin")
         draw_twin(spec, stage / "twin.png", template=template,
                   title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
                         f"{patient.height_m:.2f} m, {patient.mass_kg:.0f} kg")
-    return Twin(spec, patient, scalings, out_dir)
+    return Twin(spec, patient, scalings, out_dir, uses)
 
 
-def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
-    """twin.json: personalised spec plus provenance (no timestamps: same input, same bytes)."""
+def twin_document(spec: ModelSpec, patient: Patient, scalings, uses: tuple[RowUse, ...] = ()) -> dict:
+    """twin.json: personalised spec plus provenance (no timestamps: same input, same bytes).
+    "morphometry_use" says, per imaged muscle, side and level, whether the twin rests on a
+    measured, estimated or accepted row or on the template."""
     inputs = {"template": _hash_entry(TEMPLATE_PATH)}
     inputs.update({role: _hash_entry(Path(p)) for role, p in patient.sources.items()})
     return {
@@ -73,6 +84,7 @@ def twin_document(spec: ModelSpec, patient: Patient, scalings) -> dict:
         "patient": patient.summary(),
         "spec": spec.to_dict(),
         "personalisation": [asdict(s) for s in scalings],
+        "morphometry_use": [u.to_dict() for u in uses],
         "provenance": {
             "toolkit": "lumbar-twin",
             "toolkit_version": __version__,
