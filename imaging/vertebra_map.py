@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging.conventions import VertebraConvention
+from imaging.conventions import VertebraConvention, vertebra_convention
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, VERTEBRAE
 from imaging.morphometry import LEVELS
 from lumbar_twin.errors import InputError
@@ -62,7 +62,8 @@ def to_default_convention(vertebrae: np.ndarray, convention: VertebraConvention,
     named = {name: value for name, value in convention.values.items() if value in present}
     if not named:
         raise InputError(source, f"no vertebra of the convention '{convention.name}' ({_listing(convention.values)}) "
-                                 f"in the label map; values present: {_describe(values, present, spacing_mm)}")
+                                 f"in the label map{_suggestion(present, convention.name)}; values present: "
+                                 f"{_describe(values, present, spacing_mm)}")
     _check_extents(values, named, spacing_mm, source, convention.name)
     _check_column(values, named, spacing_mm, source, convention.name)
     if "L6" in named:
@@ -192,6 +193,22 @@ def _check_gaps(values, named, ordered, spacing_mm, source) -> None:
             raise InputError(source, f"between {upper} and {lower} lies a {gap:.0f} mm gap, as long as a vertebral body "
                                      f"(about {typical:.0f} mm here): an unlabelled vertebra between them "
                                      "(a transitional vertebra?); the level would be stretched over it")
+
+
+def _suggestion(present: list[int], given: str) -> str:
+    """', it looks like <convention>' for another built-in convention the values fit: one with all
+    vertebrae in one value first (its values are specific), else one with most of its values."""
+    from imaging.conventions import vertebra_conventions
+
+    others = [vertebra_convention(name) for name in vertebra_conventions() if name != given]
+    for other in sorted(others, key=lambda c: c.all_vertebrae is None):
+        if other.all_vertebrae is not None:
+            fits = other.all_vertebrae in present and (other.discs is None or other.discs in present)
+        else:
+            fits = sum(v in present for v in other.values.values()) >= 0.6 * len(other.values)
+        if fits:
+            return f" (it looks like --vertebra-labels {other.name}: {other.source.split(':')[0]})"
+    return ""
 
 
 def _listing(values: dict[str, int]) -> str:
