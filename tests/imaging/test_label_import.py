@@ -205,3 +205,26 @@ def test_vessels_at_vertebra_values_are_not_vertebrae(real_vertebrae):
     ct[vessel] = 26
     with pytest.raises(InputError, match=r"value 26 \(S1 .*\) lies \d+ mm beside the spine's column"):
         to_default_convention(ct, vertebra_convention("totalsegmentator"), spacing, "v")
+
+
+def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
+    """QC that gates: a row whose QC failed stops `build` with one line; accepted explicitly, it is
+    used and marked in twin.json."""
+    out = tmp_path / "seg"
+    assert main(["segment", *DIXON, "--label-map", str(REAL / "labels_manual.json"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    document = json.loads((out / "morphometry.json").read_text())
+    row = next(m for m in document["muscles"] if (m["muscle"], m["side"], m["level"]) == ("multifidus", "left", "L3-L4"))
+    row.update(qc="fail", qc_reasons=["multifidus left at L3-L4: drawn on the erector spinae (reader's note)"])
+    (out / "morphometry.json").write_text(json.dumps(document))
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "DX-1", "sex": "male", "age": 30,
+                                   "height_m": 1.78, "mass_kg": 75.0, "morphometry": str(out / "morphometry.json")}))
+    twin = tmp_path / "twin"
+    assert main(["build", str(patient), "--out", str(twin)]) == 2
+    one_line_error(capsys, twin, "multifidus left at L3-L4 failed QC", "--accept-qc-fail")
+    assert main(["build", str(patient), "--out", str(twin), "--accept-qc-fail"]) == 0
+    assert "1 accepted qc fail" in capsys.readouterr().out
+    uses = {(u["muscle"], u["side"], u["level"]): u for u in json.loads((twin / "twin.json").read_text())["morphometry_use"]}
+    assert uses[("multifidus", "left", "L3-L4")]["use"] == "accepted_qc_fail"
+    assert "drawn on the erector spinae" in uses[("multifidus", "left", "L3-L4")]["note"]
