@@ -19,6 +19,7 @@ import numpy as np
 
 from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
+from imaging import external
 from imaging.find_levels import find_spine
 from imaging.conventions import muscle_convention, vertebra_convention
 from imaging.label_checks import check_imported_labels
@@ -58,12 +59,14 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                      vertebra_labels: str | None = None, labels: str | Path | None = None,
                      label_map: str | Path | None = None, subject: str | None = None,
                      method: str = "anatomical", accept_implausible: bool = False,
-                     lowest_disc: str | None = None) -> SegmentationResult:
+                     lowest_disc: str | None = None, segmenter: str = "builtin") -> SegmentationResult:
     """Segment and quantify a lumbar MRI (Dixon `water` + `fat`, or one T1-weighted `image`);
     every input fault is raised before anything is written. `method` picks the built-in
     segmenter (SEGMENTERS). External label maps come with `label_map`, a convention name
     (imaging.conventions) or a JSON mapping; `vertebra_labels` names the vertebra map's
     convention; `lowest_disc` (e.g. "L4-L5") numbers the levels when the sacrum is not in view.
+    `segmenter` other than "builtin" runs an installed external tool (imaging.external) and
+    imports its labels (and its vertebrae, unless `vertebrae` is given) by its convention.
     Imported labels are checked for side and position against the vertebrae
     (imaging.label_checks).
 
@@ -81,10 +84,31 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     if lowest_disc is not None and lowest_disc not in LEVELS:
         raise InputError(None, f"unknown level {lowest_disc!r}; expected one of {', '.join(LEVELS)}",
                          field="--lowest-disc")
+    if segmenter != "builtin" and labels is not None:
+        raise InputError(None, "give either --labels (an existing segmentation) or --segmenter, not both",
+                         field="--segmenter")
     if labels is not None and label_map is None:
         raise InputError(labels, "an external label map needs --label-map (a convention name or a name -> value JSON)")
     reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
     against = "water image" if contrast is None else "image"
+    spacing = reference.spacing_mm
+    with external.work_folder() as work:
+        if segmenter != "builtin":  # the tool's files are read below, before the folder goes
+            tool_input = Path(work) / "image.nii.gz"
+            save_on_input_grid(water_data + fat_data if contrast is None else reference.data, reference, tool_input,
+                               np.float32)
+            made = external.run_external(segmenter, tool_input, Path(work))
+            labels, label_map = made.labels, made.convention
+            if vertebrae is None and made.vertebrae is not None:
+                vertebrae, vertebra_labels = made.vertebrae, made.vertebra_convention
+        return _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae,
+                                  vertebra_labels, labels, label_map, subject, method, accept_implausible,
+                                  lowest_disc, segmenter)
+
+
+def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae, vertebra_labels,
+                       labels, label_map, subject, method, accept_implausible, lowest_disc,
+                       segmenter) -> SegmentationResult:
     spacing = reference.spacing_mm
     convention = DEFAULT_VERTEBRA_LABELS
     if vertebrae is None:  # levels and vertebral bodies found on the image itself
@@ -104,8 +128,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         label_img = _on_grid(load_image(labels, "label map"), reference, labels, against)
         muscle_labels = import_labels(label_img, label_map)
         file_values: dict[int, list[int]] = {}
-        for external, toolkit in muscle_convention(label_map).values.items():
-            file_values.setdefault(toolkit, []).append(external)
+        for value, toolkit in muscle_convention(label_map).values.items():
+            file_values.setdefault(toolkit, []).append(value)
         check_imported_labels(muscle_labels, vertebra_map, reference.affine, str(labels), file_values)
     else:
         muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing)
@@ -140,7 +164,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                                            "check qc.png")
     morphometry = replace(morphometry, provenance={
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
-        "method": "imported label map" if labels is not None else SEGMENTERS[method][1]
+        "method": (f"external segmenter {segmenter} (imaging.external)" if segmenter != "builtin"
+                   else "imported label map" if labels is not None else SEGMENTERS[method][1])
                   + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
         "fat_fraction": fat_method,
         "contrast": "dixon" if contrast is None else "single",
@@ -166,9 +191,11 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 def morphometry_csv(morphometry: Morphometry) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction"])
+    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction", "qc",
+                     "qc_reasons"])
     for m in morphometry.muscles:
-        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction])
+        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction,
+                         m.qc, "; ".join(m.qc_reasons)])
     return buffer.getvalue()
 
 

@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="write a result that fails the plausibility checks (areas far outside the healthy range, "
                           "sides more than 3 x apart, a muscle on the skin) with its warnings, instead of stopping")
     seg.add_argument("--labels", help="external muscle label map (skips the built-in segmenter)")
+    seg.add_argument("--segmenter", default="builtin", metavar="NAME",
+                     help="'builtin' (default: --method), or run an installed external tool and import its labels: "
+                          "'totalsegmentator' (task total_mr) or 'musclemap' (mm_segment, whole-body model)")
     seg.add_argument("--label-map", metavar="CONVENTION",
                      help="the label map's convention: 'musclemap-wholebody', 'musclemap-abdomen', "
                           "'totalsegmentator-total-mr', 'totalsegmentator-total', 'toolkit', or a JSON "
@@ -269,7 +272,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     result = run_segmentation(args.out, water=args.water, fat=args.fat, image=args.image, vertebrae=args.vertebrae,
                               vertebra_labels=args.vertebra_labels, labels=args.labels, label_map=args.label_map,
                               subject=args.subject, method=args.method,
-                              accept_implausible=args.accept_implausible, lowest_disc=args.lowest_disc)
+                              accept_implausible=args.accept_implausible, lowest_disc=args.lowest_disc,
+                              segmenter=args.segmenter)
     levels = result.levels
     print(f"segmented {result.morphometry.subject}: levels {', '.join(levels.found)} "
           f"in {time.perf_counter() - start:.1f} s"
