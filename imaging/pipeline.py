@@ -44,6 +44,14 @@ SEGMENTERS = {
     "watershed": (watershed_segmenter.segment, "built-in seeded watershed (imaging.segment)"),
 }
 OUTPUT_FILES = ("labels.nii.gz", "morphometry.json", "morphometry.csv", "qc.png")
+SINGLE_CONTRASTS = ("t1", "t2", "pd")
+#: What is known of a fat fraction from a T2-weighted (or PD) fast spin-echo image. On T1, the
+#: 3-class mixture agrees with Dixon at ICC >= 0.77 (Wesselink et al. 2024); on T2, thresholding
+#: agrees with IDEAL fat-water for multifidus and erector spinae (r 0.67-0.92 at L4-L5, L5-S1)
+#: but differs systematically for psoas (BMC Med Imaging 2023, doi 10.1186/s12880-023-00992-w);
+#: fluid and long-T2 oedema read fatty on T2.
+T2_FAT_FRACTION_NOTE = ("fat fraction from a T2/PD-weighted image: approximate (against fat-water imaging r 0.67-0.92 "
+                        "for multifidus and erector spinae, systematic differences for psoas; oedema reads fatty)")
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                      vertebra_labels: str | None = None, labels: str | Path | None = None,
                      label_map: str | Path | None = None, subject: str | None = None,
                      method: str = "anatomical", accept_implausible: bool = False,
-                     lowest_disc: str | None = None, segmenter: str = "builtin") -> SegmentationResult:
+                     lowest_disc: str | None = None, segmenter: str = "builtin",
+                     image_contrast: str = "t1") -> SegmentationResult:
     """Segment and quantify a lumbar MRI (Dixon `water` + `fat`, or one T1-weighted `image`);
     every input fault is raised before anything is written. `method` picks the built-in
     segmenter (SEGMENTERS). External label maps come with `label_map`, a convention name
@@ -67,6 +76,10 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     convention; `lowest_disc` (e.g. "L4-L5") numbers the levels when the sacrum is not in view.
     `segmenter` other than "builtin" runs an installed external tool (imaging.external) and
     imports its labels (and its vertebrae, unless `vertebrae` is given) by its convention.
+    `image_contrast` ("t1", "t2", "pd") says what a single `image` is: T2-weighted and
+    proton-density stacks take their muscles from labels (`labels` or `segmenter`) and their
+    levels from a vertebra map; their fat fraction is approximate and their rows are marked
+    "warn" (T2_FAT_FRACTION_NOTE).
     Imported labels are checked for side and position against the vertebrae
     (imaging.label_checks).
 
@@ -89,7 +102,10 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                          field="--segmenter")
     if labels is not None and label_map is None:
         raise InputError(labels, "an external label map needs --label-map (a convention name or a name -> value JSON)")
-    reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
+    if image_contrast not in SINGLE_CONTRASTS:
+        raise InputError(None, f"unknown image contrast {image_contrast!r}; expected one of "
+                               f"{', '.join(SINGLE_CONTRASTS)}", field="--image-contrast")
+    reference, water_data, fat_data, contrast = _load_contrast(water, fat, image, image_contrast)
     against = "water image" if contrast is None else "image"
     spacing = reference.spacing_mm
     with external.work_folder() as work:
@@ -111,6 +127,14 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
                        segmenter) -> SegmentationResult:
     spacing = reference.spacing_mm
     convention = DEFAULT_VERTEBRA_LABELS
+    if contrast is not None and contrast.weighting != "t1":
+        if labels is None:
+            raise InputError(reference.source, f"the built-in segmenters read Dixon or T1-weighted images; for a "
+                                               f"{contrast.weighting.upper()} stack give --labels or --segmenter")
+        if vertebrae is None:
+            raise InputError(reference.source, f"on a {contrast.weighting.upper()} stack the levels come from a "
+                                               "vertebra label map: give --vertebrae (SPINEPS and TotalSegmentator "
+                                               "vertebrae_mr segment T2-weighted spines)")
     if vertebrae is None:  # levels and vertebral bodies found on the image itself
         found = find_spine(water_data, fat_data, spacing, reference.source, lowest_disc)
         levels, vertebra_map = found.levels, found.vertebrae.astype(np.int32)
@@ -146,10 +170,15 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
         morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
                               single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale))
         fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
-                      f"T1-weighted signal, classes read on a lean-to-fat scale (psoas = {scale.lean_fraction:g}, "
-                      f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
-                      f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
+                      f"{contrast.weighting.upper()}-weighted signal, classes read on a lean-to-fat scale (psoas = "
+                      f"{scale.lean_fraction:g}, adipose tissue = {scale.fat_reference_fraction:g}); intermediate "
+                      f"class counted at its own fat content; psoas fat fraction assumed, not measured "
+                      f"(imaging.gmm_fat)")
         inputs = {"image": reference_hash}
+        if contrast.weighting != "t1":
+            fat_method += "; " + T2_FAT_FRACTION_NOTE
+            morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [T2_FAT_FRACTION_NOTE]
+                                                    for m in morphometry.muscles}, "warn")
     on_skin = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing)
     failed = row_problems(morphometry)
     for m in morphometry.muscles:
@@ -168,7 +197,7 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
                    else "imported label map" if labels is not None else SEGMENTERS[method][1])
                   + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
         "fat_fraction": fat_method,
-        "contrast": "dixon" if contrast is None else "single",
+        "contrast": "dixon" if contrast is None else contrast.weighting,
         "levels_from": levels_from,
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
         "label_convention": None if labels is None else str(label_map),
@@ -199,13 +228,13 @@ def morphometry_csv(morphometry: Morphometry) -> str:
     return buffer.getvalue()
 
 
-def _load_contrast(water, fat, image):
+def _load_contrast(water, fat, image, image_contrast="t1"):
     """(reference image, water-like, fat-like, SingleContrast or None) from either input kind."""
     if image is not None:
         if water is not None or fat is not None:
             raise InputError(None, "give either --image or --water and --fat, not both", field="--image")
         reference = load_image(image, "image")
-        contrast = prepare(reference.data, str(image))
+        contrast = prepare(reference.data, str(image), image_contrast)
         return reference, contrast.water_like, contrast.fat_like, contrast
     if water is None or fat is None:
         raise InputError(None, "give both --water and --fat (Dixon), or --image (single contrast)",

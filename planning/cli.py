@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--fat", help="Dixon fat image, same grid")
     seg.add_argument("--image", help="single-contrast T1-weighted image (fat bright) instead of --water/--fat; "
                                      "fat fraction from a 3-class Gaussian mixture per muscle (docs/imaging.md)")
+    seg.add_argument("--image-contrast", choices=("t1", "t2", "pd"), default="t1",
+                     help="what --image is: t1 (default), or an axial T2-weighted / proton-density stack, whose "
+                          "muscles come from --labels or --segmenter and levels from --vertebrae; its fat fraction "
+                          "is approximate and its rows are marked (docs/imaging.md)")
     seg.add_argument("--vertebrae", help="vertebra label map on the same grid (without it the discs and vertebral "
                                          "bodies are found on the image, numbered up from the sacrum)")
     seg.add_argument("--vertebra-labels", metavar="CONVENTION",
@@ -273,7 +277,7 @@ def _run_segment(args: argparse.Namespace) -> int:
                               vertebra_labels=args.vertebra_labels, labels=args.labels, label_map=args.label_map,
                               subject=args.subject, method=args.method,
                               accept_implausible=args.accept_implausible, lowest_disc=args.lowest_disc,
-                              segmenter=args.segmenter)
+                              segmenter=args.segmenter, image_contrast=args.image_contrast)
     levels = result.levels
     print(f"segmented {result.morphometry.subject}: levels {', '.join(levels.found)} "
           f"in {time.perf_counter() - start:.1f} s"

@@ -228,3 +228,44 @@ def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
     uses = {(u["muscle"], u["side"], u["level"]): u for u in json.loads((twin / "twin.json").read_text())["morphometry_use"]}
     assert uses[("multifidus", "left", "L3-L4")]["use"] == "accepted_qc_fail"
     assert "drawn on the erector spinae" in uses[("multifidus", "left", "L3-L4")]["note"]
+
+
+def test_a_t2_stack_is_not_refused_for_its_contrast_but_asks_for_what_it_lacks(tmp_path, capsys):
+    """The real axial T2 stack: no longer 'needs a T1-weighted image'; without a vertebra map
+    its levels cannot be numbered (the marrow-disc contrast the image-based finder reads is T1's
+    and Dixon's), and the built-in segmenters do not read T2: each says what to give."""
+    t2 = ["segment", "--image", str(REAL / "t2_subject2_image.nii.gz"), "--image-contrast", "t2"]
+    out = tmp_path / "seg"
+    assert main([*t2, "--labels", str(REAL / "t2_subject2_labels_musclemap.nii.gz"), "--label-map",
+                 "musclemap-abdomen", "--out", str(out)]) == 2
+    one_line_error(capsys, out, "give --vertebrae")
+    assert main([*t2, "--out", str(out)]) == 2
+    one_line_error(capsys, out, "give --labels or --segmenter")
+
+
+def test_t2_rows_carry_their_fat_fraction_caveat(tmp_path):
+    """A T2-weighted stack with labels and vertebrae: CSA from the labels, the mixture-model fat
+    fraction marked approximate on every row (QC warn) and in the provenance. Made from the Dixon
+    subject's in-phase sum (water + fat), whose fat is bright as on T2 fast spin echo: this checks
+    the path, not the T2 accuracy (docs/imaging.md states what is known)."""
+    water = load_image(REAL / "dixon_subject1_water.nii.gz").data
+    fat = load_image(REAL / "dixon_subject1_fat.nii.gz").data
+    stored = nib.load(str(REAL / "dixon_subject1_water.nii.gz"))
+    in_phase = nib.as_closest_canonical(stored)  # the canonical grid the loader also uses
+    nib.save(nib.Nifti1Image((water + fat).astype(np.float32), in_phase.affine), str(tmp_path / "t2like.nii.gz"))
+    vertebrae = nib.as_closest_canonical(nib.load(str(REAL / "dixon_subject1_vertebrae.nii.gz")))
+    labels = nib.as_closest_canonical(nib.load(str(REAL / "dixon_subject1_labels_manual.nii.gz")))
+    nib.save(vertebrae, str(tmp_path / "v.nii.gz"))
+    nib.save(labels, str(tmp_path / "l.nii.gz"))
+    out = tmp_path / "seg"
+    assert main(["segment", "--image", str(tmp_path / "t2like.nii.gz"), "--image-contrast", "t2",
+                 "--vertebrae", str(tmp_path / "v.nii.gz"), "--labels", str(tmp_path / "l.nii.gz"),
+                 "--label-map", str(REAL / "labels_manual.json"), "--out", str(out)]) == 0
+    morph = load_morphometry(out / "morphometry.json")
+    assert morph.provenance["contrast"] == "t2" and "approximate" in morph.provenance["fat_fraction"]
+    assert {m.qc for m in morph.muscles} == {"warn"} and len(morph.muscles) == 12
+    dixon = tmp_path / "dixon"
+    assert main(["segment", *DIXON, "--label-map", str(REAL / "labels_manual.json"), "--out", str(dixon)]) == 0
+    reference = load_morphometry(dixon / "morphometry.json")
+    for row in morph.muscles:  # CSA from the same labels: the same areas within border handling
+        assert abs(row.csa_mm2 / reference.get(row.muscle, row.side, row.level).csa_mm2 - 1) < 0.08

@@ -127,7 +127,7 @@ def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_di
     assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == sorted(p.name for p in (tmp_path / "dixon").iterdir())
     single, dixon = load_morphometry(tmp_path / "t1" / "morphometry.json"), load_morphometry(tmp_path / "dixon" /
                                                                                              "morphometry.json")
-    assert single.provenance["contrast"] == "single" and "Gaussian mixture" in single.provenance["fat_fraction"]
+    assert single.provenance["contrast"] == "t1" and "Gaussian mixture" in single.provenance["fat_fraction"]
     assert dixon.provenance["contrast"] == "dixon"
     big = [(a, b) for a, b in zip(single.muscles, dixon.muscles) if b.csa_mm2 >= 400]
     assert np.median([abs(a.csa_mm2 / b.csa_mm2 - 1) for a, b in big]) < 0.03
