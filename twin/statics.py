@@ -155,7 +155,11 @@ class Statics:
     def strength(self, mtu_lengths: np.ndarray) -> np.ndarray:
         """(n_fascicles,) force along the tendon at full activation and zero velocity [N]:
         F_max cos(alpha_0) f_L(fibre length / optimal), fibres of constant height, rigid tendon."""
-        return self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(mtu_lengths) / self._lopt)
+        return self._fmax * self._cos_penn * active_force_length(self.normalized_fiber_lengths(mtu_lengths))
+
+    def normalized_fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
+        """(n_fascicles,) fibre length / optimal fibre length for musculotendon lengths [m]."""
+        return self._fiber_lengths(mtu_lengths) / self._lopt
 
     def _fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
         along = np.maximum(mtu_lengths - self._slack, 1e-6)  # rigid tendon, constant fibre height

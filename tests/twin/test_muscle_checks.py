@@ -86,7 +86,7 @@ def test_mujoco_muscle_force_equals_the_toolkit_force_at_poses_and_activations(w
             mujoco.mj_forward(model, data)
             forces[a] = -data.actuator_force[acts].copy()
         length = data.actuator_length[acts]
-        fiber = statics._fiber_lengths(length) / statics._lopt
+        fiber = statics.normalized_fiber_lengths(length)
         toolkit = statics.strength(length)
         for a in (0.2, 0.6, 1.0):
             errors.append(np.abs(forces[a] - forces[0.0] - a * toolkit) / (a * fmax))
@@ -145,3 +145,21 @@ def test_a_template_whose_fascicle_cannot_work_over_the_range_of_motion_is_refus
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     with pytest.raises(InputError, match=r"template.yaml: fascicle \w+: its path runs from [\d.]+ to [\d.]+ mm"):
         load_template(path)
+
+
+def test_opensim_fibre_lengths_are_the_toolkits(written):
+    """OpenSim's own equilibrated fibre (rigid tendon, constant-height pennation) against the
+    toolkit's, at neutral and a flexed, bent and turned posture."""
+    spec, _, osim_path = written["sample"]
+    model = opensim.Model(str(osim_path))
+    state = model.initSystem()
+    statics = Statics(spec)
+    muscles = [model.getMuscles().get(n) for n in spec.fascicle_names]
+    for angles in ((0, 0, 0), (45, 15, -5)):
+        for name, value in posture(spec, *np.radians(angles)).items():
+            model.getCoordinateSet().get(name).setValue(state, value, False)
+        model.equilibrateMuscles(state)
+        model.realizeVelocity(state)
+        lengths = np.array([m.getLength(state) for m in muscles])
+        theirs = np.array([m.getNormalizedFiberLength(state) for m in muscles])
+        np.testing.assert_allclose(theirs, statics.normalized_fiber_lengths(lengths), rtol=1e-9)
