@@ -27,6 +27,7 @@ from twin.motion import range_of_motion_poses
 from twin.mujoco_model import equivalent_lengths
 from twin.muscle_curves import active_force_length, mujoco_active, mujoco_curve_fit
 from twin.spec import ModelSpec
+from twin.statics import Statics
 
 #: Relative tolerance on compiled parameters and on force (fraction of a F_max cos alpha).
 TOLERANCE = 0.05
@@ -102,9 +103,7 @@ def check_mujoco_muscles(spec: ModelSpec, model: mujoco.MjModel) -> MujocoMuscle
     margin = _ROUNDING + np.array([equivalent_lengths(f, tuple(spec.fiber_working_range))[2] for f in spec.fascicles])
     curve = mujoco_curve_fit(tuple(spec.fiber_working_range))
     band = curve.within_5_percent
-    from twin.statics import Statics  # the toolkit's own force model (imports the engines)
-
-    strength = Statics(spec).strength
+    strength = Statics(spec).strength  # the toolkit's own force model
     max_error = max_band_error = 0.0
     compared = in_band = 0
     for p, pose in enumerate(poses):
