@@ -9,6 +9,7 @@ range over the whole range of motion (`twin.motion`); a fascicle that cannot sto
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,6 @@ import yaml
 
 from lumbar_twin import DATA_DIR
 from lumbar_twin.errors import InputError
-import numpy as np
-
 from twin.kinematics import body_transforms, fascicle_length, joint_chain
 from twin.motion import path_lengths, range_of_motion_poses
 from twin.spec import (
@@ -208,8 +207,7 @@ def fit_working_range(fascicles, skeleton: ModelSpec, working: tuple[float, floa
     Pennation: fibre height lopt sin(alpha) is constant, so the band along the tendon is
     sqrt(n^2 - sin^2 alpha).
     """
-    lengths = path_lengths(skeleton.__class__(**{**skeleton.__dict__, "fascicles": tuple(fascicles)}),
-                           range_of_motion_poses(skeleton))
+    lengths = path_lengths(replace(skeleton, fascicles=tuple(fascicles)), range_of_motion_poses(skeleton))
     neutral, shortest, longest = lengths[0], lengths.min(axis=0), lengths.max(axis=0)
     lo, hi = working
     out = []
