@@ -1,7 +1,9 @@
 """Build a patient's twin: patient file -> model.osim, model.xml, twin.json, twin.png.
 
 All four files are made in a staging folder and moved into the output folder only when every
-one of them is complete, so a failure leaves the output folder as it was.
+one of them is complete, so a failure leaves the output folder as it was. Both written models
+are read back and their muscles checked against the spec (`twin.muscle_checks`): a muscle that
+is not the spec's stops the build, named.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from lumbar_twin.errors import LumbarTwinError
 from lumbar_twin.fileio import sha256_file, staged_directory, write_json_atomic
 from twin.morphometry_use import RowUse, resolve_morphometry
 from twin.mujoco_model import write_mujoco
+from twin.muscle_checks import check_mujoco_muscles, check_opensim_muscles
 from twin.opensim_model import write_opensim
 from twin.patient import Patient, load_patient
 from twin.personalise import ForceScaling, personalise
@@ -59,18 +62,23 @@ def build_twin(patient_path: str | Path, out_dir: str | Path, accept_qc_fail: bo
     spec, scalings = personalise(template, patient)
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
-        log.info("writing OpenSim model")
-        write_opensim(spec, stage / "model.osim")
-        _check_opensim(stage / "model.osim")
-        log.info("writing MuJoCo model")
-        write_mujoco(spec, stage / "model.xml")
-        mujoco.MjModel.from_xml_path(str(stage / "model.xml"))
+        write_models(spec, stage)
         write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings, uses))
         log.info("drawing the twin")
         draw_twin(spec, stage / "twin.png", template=template,
                   title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
                         f"{patient.height_m:.2f} m, {patient.mass_kg:.0f} kg")
     return Twin(spec, patient, scalings, out_dir, uses)
+
+
+def write_models(spec: ModelSpec, folder: Path) -> None:
+    """model.osim and model.xml into `folder`, each read back and its muscles checked."""
+    log.info("writing OpenSim model")
+    write_opensim(spec, folder / "model.osim")
+    check_opensim_muscles(spec, _check_opensim(folder / "model.osim"))
+    log.info("writing MuJoCo model")
+    write_mujoco(spec, folder / "model.xml")
+    check_mujoco_muscles(spec, mujoco.MjModel.from_xml_path(str(folder / "model.xml")))
 
 
 def twin_document(spec: ModelSpec, patient: Patient, scalings, uses: tuple[RowUse, ...] = ()) -> dict:
@@ -99,9 +107,11 @@ def _hash_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_file(path)}
 
 
-def _check_opensim(path: Path) -> None:
+def _check_opensim(path: Path) -> opensim.Model:
     """The written file must reload and initialise in OpenSim, or nothing is delivered."""
     try:
-        opensim.Model(str(path)).initSystem()
+        model = opensim.Model(str(path))
+        model.initSystem()
     except Exception as exc:  # OpenSim raises its own exception types through SWIG
         raise LumbarTwinError(f"the OpenSim model did not reload: {exc}") from exc
+    return model
