@@ -59,9 +59,13 @@ def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat:
         level_csa, level_ff = [], []
         for level in levels.found:
             got, want = ours.get(*key, level), ref.get(*key, level)
-            if want.csa_mm2 > 0:
-                level_csa.append(abs(got.csa_mm2 - want.csa_mm2) / want.csa_mm2)
-            if want.csa_mm2 > 0 and want.csa_mm2 >= min_ff_area_mm2:
+            if want is None or want.csa_mm2 <= 0:
+                continue  # the reference does not hold it at this level
+            if got is None:  # the reference holds it, the labels do not: all of it missed
+                level_csa.append(1.0)
+                continue
+            level_csa.append(abs(got.csa_mm2 - want.csa_mm2) / want.csa_mm2)
+            if want.csa_mm2 >= min_ff_area_mm2:
                 level_ff.append(abs(got.fat_fraction - want.fat_fraction))
         out[key] = Agreement(dice(labels, reference, value), np.abs(per_a[held] - per_b[held]) / per_b[held],
                              np.array(level_csa), np.array(level_ff))

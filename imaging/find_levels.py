@@ -53,14 +53,19 @@ class FoundSpine:
     column_xy: np.ndarray  # (n slices, 2) voxel centre of the column on each slice
 
 
-def find_spine(water: np.ndarray, fat: np.ndarray, spacing_mm, source: str = "image") -> FoundSpine:
+def find_spine(water: np.ndarray, fat: np.ndarray, spacing_mm, source: str = "image",
+               lowest_disc: str | None = None) -> FoundSpine:
     """find_levels on Dixon water and fat (or the single-contrast pseudo channels)."""
     total, ff = smoothed_fat_fraction(water, fat)
-    return find_levels(ff, total, body_mask(total), spacing_mm, source)
+    return find_levels(ff, total, body_mask(total), spacing_mm, source, lowest_disc)
 
 
-def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm, source: str = "image") -> FoundSpine:
-    """Levels and vertebral bodies from a fat-fraction-like map `ff`, total signal and body mask."""
+def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm, source: str = "image",
+                lowest_disc: str | None = None) -> FoundSpine:
+    """Levels and vertebral bodies from a fat-fraction-like map `ff`, total signal and body mask.
+
+    `lowest_disc` (e.g. "L4-L5") names the lowest disc found when the sacrum is not in view: the
+    discs are then numbered from it, without the sacrum check."""
     sx, sy, sz = spacing_mm
     nz = ff.shape[2]
     if nz * sz < 2 * PERIOD_MM[0]:
@@ -76,10 +81,16 @@ def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm,
     if len(discs) < 2:
         raise InputError(source, f"found {len(discs)} disc(s) along the spine, need at least two to number them "
                                  "(give --vertebrae)")
-    lowest = _check_sacrum(discs, profile, total, body, track, spacing_mm, source)
-    numbered = {level: position for level, position in zip(LEVELS[::-1], discs[lowest:])}
+    if lowest_disc is None:
+        lowest = _check_sacrum(discs, profile, total, body, track, spacing_mm, source)
+        names, how = LEVELS[::-1], "found on the image, numbered from the sacrum"
+    else:
+        lowest = 0
+        names = LEVELS[:LEVELS.index(lowest_disc) + 1][::-1]
+        how = f"found on the image, numbered from the user's anchor (lowest disc {lowest_disc})"
+    numbered = {level: position for level, position in zip(names, discs[lowest:])}
     vertebrae = _bodies(ff, total, body, track, discs[lowest:], numbered, spacing_mm)
-    return FoundSpine(Levels(numbered, f"{source} (levels found on the image)"), vertebrae, track)
+    return FoundSpine(Levels(numbered, f"{source} ({how})"), vertebrae, track)
 
 
 def _column(smooth, soft, spacing_mm, source) -> np.ndarray:
@@ -160,7 +171,7 @@ def _check_sacrum(discs, profile, total, body, track, spacing_mm, source) -> int
     if below_mm < SACRUM_MM:
         raise InputError(source, f"the lowest disc found lies {below_mm:.0f} mm above the volume's lower edge: "
                                  "cannot tell whether it is L5-S1 (the volume must reach into the sacrum, or give "
-                                 "--vertebrae)")
+                                 "--vertebrae, or name the lowest disc in view with --lowest-disc)")
     nx, ny, nz = total.shape
     gx = np.arange(nx)[:, None]
     lean = np.median(total[body])
@@ -173,7 +184,7 @@ def _check_sacrum(discs, profile, total, body, track, spacing_mm, source) -> int
             wing_slices += 1
     if wing_slices == 0:
         raise InputError(source, "no iliac wings beside the lowest disc found: cannot number the discs from the "
-                                 "sacrum (is the sacrum in the volume? or give --vertebrae)")
+                                 "sacrum (is the sacrum in the volume? or give --vertebrae or --lowest-disc)")
     return 0
 
 
@@ -183,13 +194,15 @@ def _bodies(ff, total, body, track, discs, numbered, spacing_mm) -> np.ndarray:
     nx, ny, nz = ff.shape
     out = np.zeros(ff.shape, np.uint8)
     gap = float(np.median(np.diff(discs))) if len(discs) > 1 else 36.0 / sz
-    # body k lies between disc k-1 (below) and disc k (above); S1 below the lowest disc
-    bounds = {"S1": (max(0.0, discs[0] - gap), discs[0])}
-    names = ("L5", "L4", "L3", "L2", "L1")
-    for i, name in enumerate(names[:len(discs)]):
-        lower = discs[i]
-        upper = discs[i + 1] if i + 1 < len(discs) else min(nz - 1.0, lower + gap)
-        bounds[name] = (lower, upper)
+    # each numbered disc has its lower vertebra below it and its upper vertebra above it
+    ordered = sorted(numbered.items(), key=lambda item: item[1])  # lowest disc first
+    bounds = {}
+    for i, (level, position) in enumerate(ordered):
+        upper_name, lower_name = level.split("-")
+        below = ordered[i - 1][1] if i > 0 else max(0.0, position - gap)
+        above = ordered[i + 1][1] if i + 1 < len(ordered) else min(nz - 1.0, position + gap)
+        bounds.setdefault(lower_name, (below, position))
+        bounds[upper_name] = (position, above)
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     disc_half = 0.17 * gap  # a disc is about a third of a motion segment's height
     for name, (lower, upper) in bounds.items():

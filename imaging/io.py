@@ -64,11 +64,12 @@ def same_grid(a: Image, b: Image, tolerance_mm: float = 1e-3) -> bool:
     return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=tolerance_mm)
 
 
-def save_on_input_grid(labels: np.ndarray, like: Image, path: str | Path) -> None:
-    """Write a canonical-orientation label map back on the grid and affine `like` was stored on."""
+def save_on_input_grid(labels: np.ndarray, like: Image, path: str | Path, dtype=np.uint8) -> None:
+    """Write a canonical-orientation array (a label map by default) back on the grid and affine
+    `like` was stored on."""
     canonical = nib.orientations.axcodes2ornt(("R", "A", "S"))
     stored = nib.orientations.io_orientation(like.stored_affine)
-    back = nib.orientations.apply_orientation(labels.astype(np.uint8),
+    back = nib.orientations.apply_orientation(labels.astype(dtype),
                                               nib.orientations.ornt_transform(canonical, stored))
     image = nib.Nifti1Image(np.ascontiguousarray(back), like.stored_affine)
     image.set_qform(like.stored_affine, code=1)

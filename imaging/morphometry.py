@@ -22,6 +22,13 @@ SCHEMA = "lumbar-twin/morphometry@1"
 MUSCLES = ("psoas", "quadratus_lumborum", "erector_spinae", "multifidus")
 SIDES = ("left", "right")
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
+#: Merged classes some external segmenters write, and the muscles each holds. They stay rows of
+#: their own ("an autochthon row is not called erector spinae"); the twin uses them by a
+#: documented rule (twin.morphometry_use).
+MERGED = {"autochthon": ("erector_spinae", "multifidus"), "iliopsoas": ("psoas", "iliacus")}
+ROW_MUSCLES = MUSCLES + tuple(MERGED)
+#: A row's QC status: pass, warn (look at qc.png), fail (the twin refuses it unless accepted).
+QC_STATUSES = ("pass", "warn", "fail")
 @functools.cache
 def healthy_csa_mm2() -> dict[str, dict[str, float]]:
     """Healthy adult CSA (mm^2) per muscle and disc level, one side: the template's reference
@@ -43,6 +50,8 @@ class MuscleMeasure:
     csa_mm2: float
     lean_csa_mm2: float
     fat_fraction: float
+    qc: str = "pass"
+    qc_reasons: tuple[str, ...] = ()
     #: Optional measurement uncertainty of this row (imaging/uncertainty.py gives the method's
     #: default when absent): CSA relative (0.1 = +-10 %), fat fraction absolute.
     csa_uncertainty: float | None = None
@@ -77,7 +86,7 @@ def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morpho
         raise validation_error(exc, source, prefix) from None
     return Morphometry(
         subject=model.subject,
-        muscles=tuple(MuscleMeasure(**m.model_dump()) for m in model.muscles),
+        muscles=tuple(MuscleMeasure(**{**m.model_dump(), "qc_reasons": tuple(m.qc_reasons)}) for m in model.muscles),
         provenance=model.provenance,
         volumes_mm3=dict(model.volumes_mm3),
     )
@@ -110,14 +119,16 @@ class _Measure(BaseModel):
     csa_mm2: float
     lean_csa_mm2: float
     fat_fraction: float
+    qc: Literal["pass", "warn", "fail"] = "pass"
+    qc_reasons: list[str] = []
     csa_uncertainty: float | None = Field(None, ge=0.0, le=0.9)
     fat_fraction_uncertainty: float | None = Field(None, ge=0.0, le=0.5)
 
     @field_validator("muscle")
     @classmethod
     def _known_muscle(cls, value: str) -> str:
-        if value not in MUSCLES:
-            raise ValueError(f"unknown muscle {value!r}; expected one of {', '.join(MUSCLES)}")
+        if value not in ROW_MUSCLES:
+            raise ValueError(f"unknown muscle {value!r}; expected one of {', '.join(ROW_MUSCLES)}")
         return value
 
     @field_validator("level")

@@ -19,13 +19,17 @@ import numpy as np
 
 from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
+from imaging import external
 from imaging.find_levels import find_spine
-from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
+from imaging.conventions import muscle_convention, vertebra_convention
+from imaging.label_checks import check_imported_labels
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS, ROW_LABELS
 from imaging.levels import Levels, levels_from_vertebrae
-from imaging.morphometry import Morphometry
+from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import labels_on_skin, suspect_rows
+from imaging.plausibility import labels_on_skin, row_problems, with_row_qc
+from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
 from imaging import segment_anatomical
@@ -40,6 +44,14 @@ SEGMENTERS = {
     "watershed": (watershed_segmenter.segment, "built-in seeded watershed (imaging.segment)"),
 }
 OUTPUT_FILES = ("labels.nii.gz", "morphometry.json", "morphometry.csv", "qc.png")
+SINGLE_CONTRASTS = ("t1", "t2", "pd")
+#: What is known of a fat fraction from a T2-weighted (or PD) fast spin-echo image. On T1, the
+#: 3-class mixture agrees with Dixon at ICC >= 0.77 (Wesselink et al. 2024); on T2, thresholding
+#: agrees with IDEAL fat-water for multifidus and erector spinae (r 0.67-0.92 at L4-L5, L5-S1)
+#: but differs systematically for psoas (BMC Med Imaging 2023, doi 10.1186/s12880-023-00992-w);
+#: fluid and long-T2 oedema read fatty on T2.
+T2_FAT_FRACTION_NOTE = ("fat fraction from a T2/PD-weighted image: approximate (against fat-water imaging r 0.67-0.92 "
+                        "for multifidus and erector spinae, systematic differences for psoas; oedema reads fatty)")
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,26 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                      image: str | Path | None = None, vertebrae: str | Path | None = None,
                      vertebra_labels: str | None = None, labels: str | Path | None = None,
                      label_map: str | Path | None = None, subject: str | None = None,
-                     method: str = "anatomical", accept_implausible: bool = False) -> SegmentationResult:
+                     method: str = "anatomical", accept_implausible: bool = False,
+                     lowest_disc: str | None = None, segmenter: str = "builtin",
+                     image_contrast: str = "t1") -> SegmentationResult:
     """Segment and quantify a lumbar MRI (Dixon `water` + `fat`, or one T1-weighted `image`);
     every input fault is raised before anything is written. `method` picks the built-in
-    segmenter (SEGMENTERS).
+    segmenter (SEGMENTERS). External label maps come with `label_map`, a convention name
+    (imaging.conventions) or a JSON mapping; `vertebra_labels` names the vertebra map's
+    convention; `lowest_disc` (e.g. "L4-L5") numbers the levels when the sacrum is not in view.
+    `segmenter` other than "builtin" runs an installed external tool (imaging.external) and
+    imports its labels (and its vertebrae, unless `vertebrae` is given) by its convention.
+    `image_contrast` ("t1", "t2", "pd") says what a single `image` is: T2-weighted and
+    proton-density stacks take their muscles from labels (`labels` or `segmenter`) and their
+    levels from a vertebra map; their fat fraction is approximate and their rows are marked
+    "warn" (T2_FAT_FRACTION_NOTE).
+    Imported labels are checked for side and position against the vertebrae
+    (imaging.label_checks).
+
+    Each morphometry row carries a QC status ("pass", "warn", "fail") and its reasons; a muscle
+    not labelled at a level has no row (not measured) and is listed in
+    provenance["not_measured"].
 
     A result that fails the plausibility checks (imaging.plausibility: an area far outside the
     healthy range, sides more than 3 x apart, a muscle on the skin) raises InputError and
@@ -66,22 +94,67 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     if method not in SEGMENTERS:
         raise InputError(None, f"unknown segmentation method {method!r}; expected one of {', '.join(SEGMENTERS)}",
                          field="--method")
-    reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
+    if lowest_disc is not None and lowest_disc not in LEVELS:
+        raise InputError(None, f"unknown level {lowest_disc!r}; expected one of {', '.join(LEVELS)}",
+                         field="--lowest-disc")
+    if segmenter != "builtin" and labels is not None:
+        raise InputError(None, "give either --labels (an existing segmentation) or --segmenter, not both",
+                         field="--segmenter")
+    if labels is not None and label_map is None:
+        raise InputError(labels, "an external label map needs --label-map (a convention name or a name -> value JSON)")
+    if image_contrast not in SINGLE_CONTRASTS:
+        raise InputError(None, f"unknown image contrast {image_contrast!r}; expected one of "
+                               f"{', '.join(SINGLE_CONTRASTS)}", field="--image-contrast")
+    reference, water_data, fat_data, contrast = _load_contrast(water, fat, image, image_contrast)
     against = "water image" if contrast is None else "image"
     spacing = reference.spacing_mm
+    with external.work_folder() as work:
+        if segmenter != "builtin":  # the tool's files are read below, before the folder goes
+            tool_input = Path(work) / "image.nii.gz"
+            save_on_input_grid(water_data + fat_data if contrast is None else reference.data, reference, tool_input,
+                               np.float32)
+            made = external.run_external(segmenter, tool_input, Path(work))
+            labels, label_map = made.labels, made.convention
+            if vertebrae is None and made.vertebrae is not None:
+                vertebrae, vertebra_labels = made.vertebrae, made.vertebra_convention
+        return _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae,
+                                  vertebra_labels, labels, label_map, subject, method, accept_implausible,
+                                  lowest_disc, segmenter)
+
+
+def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae, vertebra_labels,
+                       labels, label_map, subject, method, accept_implausible, lowest_disc,
+                       segmenter) -> SegmentationResult:
+    spacing = reference.spacing_mm
+    convention = DEFAULT_VERTEBRA_LABELS
+    if contrast is not None and contrast.weighting != "t1":
+        if labels is None:
+            raise InputError(reference.source, f"the built-in segmenters read Dixon or T1-weighted images; for a "
+                                               f"{contrast.weighting.upper()} stack give --labels or --segmenter")
+        if vertebrae is None:
+            raise InputError(reference.source, f"on a {contrast.weighting.upper()} stack the levels come from a "
+                                               "vertebra label map: give --vertebrae (SPINEPS and TotalSegmentator "
+                                               "vertebrae_mr segment T2-weighted spines)")
     if vertebrae is None:  # levels and vertebral bodies found on the image itself
-        found = find_spine(water_data, fat_data, spacing, reference.source)
-        levels, vertebra_map, convention = found.levels, found.vertebrae.astype(np.int32), DEFAULT_VERTEBRA_LABELS
+        found = find_spine(water_data, fat_data, spacing, reference.source, lowest_disc)
+        levels, vertebra_map = found.levels, found.vertebrae.astype(np.int32)
+        levels_from = f"found on the image (imaging.find_levels): {found.levels.source}"
     else:
         vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), reference, vertebrae, against)
-        convention = vertebra_convention(vertebra_labels)
-        vertebra_map = np.rint(vert_img.data).astype(np.int32)
-        levels = levels_from_vertebrae(vertebra_map, convention, str(vertebrae))
+        numbered = to_default_convention(vert_img.data, vertebra_convention(vertebra_labels), spacing,
+                                         str(vertebrae), lowest_disc)
+        vertebra_map = numbered.labels.astype(np.int32)
+        levels = (Levels(numbered.disc_slice, str(vertebrae)) if numbered.disc_slice
+                  else levels_from_vertebrae(vertebra_map, convention, str(vertebrae)))
+        levels_from = numbered.how
 
     if labels is not None:
-        if label_map is None:
-            raise InputError(labels, "an external label map needs --label-map (name -> value JSON)")
-        muscle_labels = import_labels(_on_grid(load_image(labels, "label map"), reference, labels, against), label_map)
+        label_img = _on_grid(load_image(labels, "label map"), reference, labels, against)
+        muscle_labels = import_labels(label_img, label_map)
+        file_values: dict[int, list[int]] = {}
+        for value, toolkit in muscle_convention(label_map).values.items():
+            file_values.setdefault(toolkit, []).append(value)
+        check_imported_labels(muscle_labels, vertebra_map, reference.affine, str(labels), file_values)
     else:
         muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing)
 
@@ -97,11 +170,22 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
                               single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale))
         fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
-                      f"T1-weighted signal, classes read on a lean-to-fat scale (psoas = {scale.lean_fraction:g}, "
-                      f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
-                      f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
+                      f"{contrast.weighting.upper()}-weighted signal, classes read on a lean-to-fat scale (psoas = "
+                      f"{scale.lean_fraction:g}, adipose tissue = {scale.fat_reference_fraction:g}); intermediate "
+                      f"class counted at its own fat content; psoas fat fraction assumed, not measured "
+                      f"(imaging.gmm_fat)")
         inputs = {"image": reference_hash}
-    problems = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing) + suspect_rows(morphometry)
+        if contrast.weighting != "t1":
+            fat_method += "; " + T2_FAT_FRACTION_NOTE
+            morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [T2_FAT_FRACTION_NOTE]
+                                                    for m in morphometry.muscles}, "warn")
+    on_skin = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing)
+    failed = row_problems(morphometry)
+    for m in morphometry.muscles:
+        if (m.muscle, m.side) in on_skin:
+            failed.setdefault((m.muscle, m.side, m.level), []).append(on_skin[(m.muscle, m.side)])
+    morphometry = with_row_qc(morphometry, failed, "fail")
+    problems = list(dict.fromkeys([*on_skin.values(), *(r for reasons in failed.values() for r in reasons)]))
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "
@@ -109,12 +193,15 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                                            "check qc.png")
     morphometry = replace(morphometry, provenance={
         "toolkit": "lumbar-twin", "toolkit_version": __version__,
-        "method": "imported label map" if labels is not None else SEGMENTERS[method][1]
+        "method": (f"external segmenter {segmenter} (imaging.external)" if segmenter != "builtin"
+                   else "imported label map" if labels is not None else SEGMENTERS[method][1])
                   + ("" if contrast is None else " on a pseudo fat map from the single-contrast image"),
         "fat_fraction": fat_method,
-        "contrast": "dixon" if contrast is None else "single",
-        "levels_from": "vertebra label map" if vertebrae is not None else "found on the image (imaging.find_levels)",
+        "contrast": "dixon" if contrast is None else contrast.weighting,
+        "levels_from": levels_from,
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
+        "label_convention": None if labels is None else str(label_map),
+        "not_measured": not_measured(morphometry, muscle_labels, levels, builtin=labels is None),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
         "warnings": problems,
@@ -133,19 +220,21 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 def morphometry_csv(morphometry: Morphometry) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction"])
+    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction", "qc",
+                     "qc_reasons"])
     for m in morphometry.muscles:
-        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction])
+        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction,
+                         m.qc, "; ".join(m.qc_reasons)])
     return buffer.getvalue()
 
 
-def _load_contrast(water, fat, image):
+def _load_contrast(water, fat, image, image_contrast="t1"):
     """(reference image, water-like, fat-like, SingleContrast or None) from either input kind."""
     if image is not None:
         if water is not None or fat is not None:
             raise InputError(None, "give either --image or --water and --fat, not both", field="--image")
         reference = load_image(image, "image")
-        contrast = prepare(reference.data, str(image))
+        contrast = prepare(reference.data, str(image), image_contrast)
         return reference, contrast.water_like, contrast.fat_like, contrast
     if water is None or fat is None:
         raise InputError(None, "give both --water and --fat (Dixon), or --image (single contrast)",
@@ -165,19 +254,40 @@ def _on_grid(other: Image, reference: Image, path, against: str = "water image")
     return other
 
 
-def import_labels(image: Image, mapping_path) -> np.ndarray:
-    """External label values -> toolkit muscle labels; every value present must be mapped
-    (or listed under "ignore" in the mapping file)."""
-    mapping = muscle_label_map(mapping_path)
+def import_labels(image: Image, convention_name_or_path) -> np.ndarray:
+    """External label values -> toolkit row labels (imaging.labels.ROW_LABELS) by a built-in
+    convention or a JSON mapping (imaging.conventions). With a mapping file every value present
+    must be mapped or listed under "ignore"; with a convention that writes only its muscles
+    (MuscleMap abdomen) any other value means the map is not that tool's."""
+    convention = muscle_convention(convention_name_or_path)
     values = np.rint(image.data).astype(np.int64)
     present = set(np.unique(values).tolist()) - {0}
-    unknown = sorted(present - set(mapping))
-    if unknown:
-        raise InputError(image.source, f"label values {unknown[:10]} are not in the mapping {mapping_path} "
-                                       "(map them or list them under \"ignore\")")
+    unknown = sorted(present - set(convention.values))
+    if unknown and convention.only:
+        what = (f"the mapping {convention_name_or_path}" if convention.source.startswith("mapping file")
+                else f"the convention '{convention.name}' (values {sorted(convention.values)[:12]})")
+        raise InputError(image.source, f"label values {unknown[:10]} are not in {what}: map them, list them under "
+                                       "\"ignore\", or name the convention the map was written in")
+    if not present & {v for v, toolkit in convention.values.items() if toolkit}:
+        raise InputError(image.source, f"no muscle of the convention '{convention.name}' in the label map "
+                                       f"(values present: {sorted(present)[:12]})")
     out = np.zeros(values.shape, np.uint8)
-    for external, toolkit in mapping.items():
+    for external, toolkit in convention.values.items():
         if toolkit:
             out[values == external] = toolkit
+    return out
+
+
+def not_measured(morphometry: Morphometry, labels: np.ndarray, levels: Levels, builtin: bool) -> list[str]:
+    """The rows a reader would expect but that have no measure: every muscle the segmenter
+    draws (built-in) or the map holds (imported) at every level found, where it is not labelled
+    on the disc's slices. The twin takes the template for them (never a zero)."""
+    expected = (MUSCLE_LABELS if builtin else
+                {key: value for key, value in ROW_LABELS.items() if np.any(labels == value)})
+    out = []
+    for level in levels.found:
+        for (muscle, side) in expected:
+            if morphometry.get(muscle, side, level) is None:
+                out.append(f"{muscle} {side} at {level}: not labelled on the disc's slices")
     return out
 

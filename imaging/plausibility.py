@@ -11,11 +11,13 @@ accepts it (imaging.pipeline).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from imaging.body import depth_mm
 from imaging.labels import LABEL_NAMES
-from imaging.morphometry import Morphometry, healthy_csa_mm2
+from imaging.morphometry import MERGED, QC_STATUSES, Morphometry, healthy_csa_mm2
 
 #: Share of the healthy norm below which, or multiple above which, a section is suspect. Small
 #: sections (a norm under SMALL_NORM_MM2: quadratus lumborum at L5-S1, multifidus at L1-L2)
@@ -34,37 +36,74 @@ ON_SKIN_MM, ON_SKIN_SHARE = 2.0, 0.01
 
 def suspect_rows(morphometry: Morphometry) -> list[str]:
     """One line per suspect row, naming muscle, side, level and why."""
-    out = []
+    return list(dict.fromkeys(reason for reasons in row_problems(morphometry).values() for reason in reasons))
+
+
+def row_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], list[str]]:
+    """(muscle, side, level) -> why the row is suspect, for the suspect rows only."""
+    out: dict[tuple[str, str, str], list[str]] = {}
     rows = {(m.muscle, m.side, m.level): m for m in morphometry.muscles}
     for (muscle, side, level), m in rows.items():
-        norm = healthy_csa_mm2().get(muscle, {}).get(level)
+        norm = _norm(muscle, level)
         where = f"{muscle} {side} at {level}"
+        found = out.setdefault((muscle, side, level), [])
         if norm and norm >= SMALL_NORM_MM2 and m.csa_mm2 < LOW_SHARE * norm:
-            out.append(f"{where}: {m.csa_mm2:.0f} mm^2, under {LOW_SHARE:.0%} of the healthy "
-                       f"{norm:.0f} mm^2 (missing or cut short?)")
+            found.append(f"{where}: {m.csa_mm2:.0f} mm^2, under {LOW_SHARE:.0%} of the healthy "
+                         f"{norm:.0f} mm^2 (missing or cut short?)")
         elif norm and m.csa_mm2 > HIGH_MULTIPLE * norm:
-            out.append(f"{where}: {m.csa_mm2:.0f} mm^2, over {HIGH_MULTIPLE:g} x the healthy "
-                       f"{norm:.0f} mm^2 (leaked into a neighbour?)")
+            found.append(f"{where}: {m.csa_mm2:.0f} mm^2, over {HIGH_MULTIPLE:g} x the healthy "
+                         f"{norm:.0f} mm^2 (leaked into a neighbour?)")
         if m.csa_mm2 > 0 and m.fat_fraction > FATTY:
-            out.append(f"{where}: fat fraction {m.fat_fraction:.2f}, beyond what the outline can be "
-                       f"traced at ({FATTY:g})")
+            found.append(f"{where}: fat fraction {m.fat_fraction:.2f}, beyond what the outline can be "
+                         f"traced at ({FATTY:g})")
         other = rows.get((muscle, "right", level)) if side == "left" else None
         if other is not None and min(m.csa_mm2, other.csa_mm2) * SIDE_RATIO < max(m.csa_mm2, other.csa_mm2):
-            out.append(f"{muscle} at {level}: left {m.csa_mm2:.0f} and right {other.csa_mm2:.0f} mm^2, more "
-                       f"than {SIDE_RATIO:g} x apart")
-    return out
+            reason = (f"{muscle} at {level}: left {m.csa_mm2:.0f} and right {other.csa_mm2:.0f} mm^2, more "
+                      f"than {SIDE_RATIO:g} x apart")
+            found.append(reason)
+            out.setdefault((muscle, "right", level), []).append(reason)
+    return {key: reasons for key, reasons in out.items() if reasons}
 
 
-def labels_on_skin(labels: np.ndarray, body: np.ndarray, spacing_mm) -> list[str]:
-    """One line per muscle label lying on the skin: more than ON_SKIN_SHARE of its voxels within
-    ON_SKIN_MM of the body's outline (`body` from imaging.body.body_outline, canonical grid)."""
+def _norm(muscle: str, level: str) -> float | None:
+    """Healthy one-sided CSA of a row's muscle; a merged row's is the sum of what it holds
+    (iliopsoas: psoas alone above L5-S1, where the iliacus is below the iliac crest; no norm
+    at L5-S1)."""
+    norms = healthy_csa_mm2()
+    if muscle == "iliopsoas":
+        return norms["psoas"].get(level) if level != "L5-S1" else None
+    parts = MERGED.get(muscle, (muscle,))
+    values = [norms.get(part, {}).get(level) for part in parts]
+    return float(sum(values)) if values and all(v is not None for v in values) else None
+
+
+def with_row_qc(morphometry: Morphometry, problems: dict[tuple[str, str, str], list[str]],
+                status: str = "fail") -> Morphometry:
+    """The morphometry with `status` and the reasons set on each row named in `problems`
+    (a row keeps the worse of its old and new status)."""
+    rank = {name: k for k, name in enumerate(QC_STATUSES)}
+    rows = []
+    for m in morphometry.muscles:
+        reasons = problems.get((m.muscle, m.side, m.level))
+        if reasons:
+            worse = status if rank[status] > rank[m.qc] else m.qc
+            m = replace(m, qc=worse, qc_reasons=tuple(m.qc_reasons) + tuple(reasons))
+        rows.append(m)
+    return replace(morphometry, muscles=tuple(rows))
+
+
+def labels_on_skin(labels: np.ndarray, body: np.ndarray, spacing_mm) -> dict[tuple[str, str], str]:
+    """(muscle, side) -> why, for each muscle label lying on the skin: more than ON_SKIN_SHARE
+    of its voxels within ON_SKIN_MM of the body's outline (`body` from
+    imaging.body.body_outline, canonical grid)."""
     depth = depth_mm(body, spacing_mm)
-    out = []
+    out = {}
     for value, name in LABEL_NAMES.items():
         mask = labels == value
         count = int(mask.sum())
         on_skin = int(np.count_nonzero(mask & (depth < ON_SKIN_MM)))
         if count and on_skin > ON_SKIN_SHARE * count:
-            out.append(f"{name.replace('_left', ' left').replace('_right', ' right')}: {on_skin} of its "
-                       f"{count} voxels lie within {ON_SKIN_MM:g} mm of the skin (outside the body wall?)")
+            muscle, _, side = name.rpartition("_")
+            out[(muscle, side)] = (f"{muscle.replace('_', ' ')} {side}: {on_skin} of its {count} voxels lie "
+                                   f"within {ON_SKIN_MM:g} mm of the skin (outside the body wall?)")
     return out

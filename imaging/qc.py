@@ -8,13 +8,14 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure  # no pyplot: drawing a file leaves the user's backend alone
 
-from imaging.labels import LABEL_NAMES, MUSCLE_LABELS
+from imaging.labels import LABEL_NAMES, ROW_LABELS
 from imaging.levels import Levels
-from imaging.morphometry import MUSCLES, Morphometry
+from imaging.morphometry import ROW_MUSCLES, Morphometry
 
 # One hue per muscle (left lighter, right darker), colour-blind safe (Dark2-like).
 _HUES = {"psoas": (0.85, 0.37, 0.01), "quadratus_lumborum": (0.46, 0.44, 0.70),
-         "erector_spinae": (0.11, 0.62, 0.47), "multifidus": (0.91, 0.16, 0.54)}
+         "erector_spinae": (0.11, 0.62, 0.47), "multifidus": (0.91, 0.16, 0.54),
+         "autochthon": (0.40, 0.65, 0.12), "iliopsoas": (0.90, 0.67, 0.01)}
 
 
 def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: Morphometry,
@@ -22,7 +23,7 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
     found = levels.found
     fig = Figure(figsize=(3.2 * max(len(found), 3), 7.5))
     grid = fig.add_gridspec(2, max(len(found), 3), height_ratios=[1.25, 1])
-    colours = [(0, 0, 0, 0)] + [(*_shade(LABEL_NAMES[v]), 0.55) for v in range(1, 9)]
+    colours = [(0, 0, 0, 0)] + [(*_shade(LABEL_NAMES[v]), 0.55) for v in range(1, len(LABEL_NAMES) + 1)]
     cmap = ListedColormap(colours)
     sx, sy, _ = spacing_mm
     for i, level in enumerate(found):
@@ -30,9 +31,9 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
         k = min(max(k, 0), water.shape[2] - 1)
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(water[:, :, k].T, origin="lower", cmap="gray", aspect=sy / sx)
-        ax.imshow(labels[:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=8, aspect=sy / sx,
+        ax.imshow(labels[:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=len(LABEL_NAMES), aspect=sy / sx,
                   interpolation="nearest")
-        ax.set_title(f"{level} (slice {k})", fontsize=9)
+        ax.set_title(f"{level} (slice {k}): QC {_level_status(morphometry, level)}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("patient right \u2192", fontsize=7)
@@ -40,13 +41,14 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
     width = 0.1
     for j, (metric, unit) in enumerate((("csa_mm2", "CSA [mm\u00b2]"), ("fat_fraction", "fat fraction [%]"))):
         ax = fig.add_subplot(grid[1, :2] if j == 0 else grid[1, 2:])
-        for n, ((muscle, side), _value) in enumerate(MUSCLE_LABELS.items()):
+        shown = [key for key in ROW_LABELS if any(morphometry.get(*key, level) for level in found)]
+        for n, (muscle, side) in enumerate(shown):
             heights = []
             for level in found:
                 row = morphometry.get(muscle, side, level)
                 value = getattr(row, metric) if row else 0.0
                 heights.append(value * (100 if metric == "fat_fraction" else 1))
-            ax.bar(x + (n - 3.5) * width, heights, width, color=_shade(f"{muscle}_{side}"),
+            ax.bar(x + (n - (len(shown) - 1) / 2) * width, heights, width, color=_shade(f"{muscle}_{side}"),
                    label=f"{muscle.replace('_', ' ')} {side[0].upper()}")
         ax.set_xticks(x, found)
         ax.set_ylabel(unit)
@@ -59,7 +61,18 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
     fig.savefig(path, dpi=90)
 
 
+def _level_status(morphometry: Morphometry, level: str) -> str:
+    """'pass', or the rows that did not pass, e.g. 'fail: psoas L; warn: multifidus R'."""
+    parts = []
+    for status in ("fail", "warn"):
+        rows = [f"{m.muscle.replace('_', ' ')} {m.side[0].upper()}" for m in morphometry.muscles
+                if m.level == level and m.qc == status]
+        if rows:
+            parts.append(f"{status}: {', '.join(rows)}")
+    return "; ".join(parts) or "pass"
+
+
 def _shade(name: str):
-    muscle = next(m for m in MUSCLES if name.startswith(m))
+    muscle = next(m for m in ROW_MUSCLES if name.startswith(m))
     base = np.array(_HUES[muscle])
     return tuple(base + (1 - base) * 0.45) if name.endswith("left") else tuple(base * 0.8)

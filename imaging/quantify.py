@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging.labels import MUSCLE_LABELS
+from imaging.labels import ROW_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import Morphometry, MuscleMeasure
 from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
@@ -58,7 +58,8 @@ SectionArea = Callable[[int, int], float]
 def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str,
             fat_fraction: FatFraction, section_area: SectionArea | None = None) -> Morphometry:
     """CSA at each disc from `section_area` (default: whole labelled voxels), and the fat
-    fraction from `fat_fraction`, whatever the contrast."""
+    fraction from `fat_fraction`, whatever the contrast. A muscle not labelled on the disc's
+    slices gets no row (not measured; absent is not zero)."""
     if section_area is None:
         def section_area(k, value):
             return float(np.count_nonzero(labels[:, :, k] == value))
@@ -74,13 +75,16 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
         near = [k for k in range(int(np.ceil(position - slab)), int(np.floor(position + slab)) + 1)
                 if 0 <= k < labels.shape[2]]
         near_weights = [max(0.0, 1 - abs(k - position) / slab) for k in near]
-        for (muscle, side), value in MUSCLE_LABELS.items():
+        for (muscle, side), value in ROW_LABELS.items():
+            if not any(np.any(labels[:, :, k] == value) for k in (k0, k1)):
+                continue  # not labelled at this disc: not measured, which is not a zero area
             areas = [section_area(k, value) * pixel_area if np.any(labels[:, :, k] == value) else 0.0 for k in (k0, k1)]
             csa = (1 - weight) * areas[0] + weight * areas[1]
             ff = fat_fraction(value, near, near_weights)
             rows.append(MuscleMeasure(muscle, side, level, round(float(csa), 1),
                                       round(float(csa * (1 - ff)), 1), round(float(ff), 4)))
-    volumes = {f"{m}_{s}": round(float((labels == v).sum() * voxel_volume), 1) for (m, s), v in MUSCLE_LABELS.items()}
+    volumes = {f"{m}_{s}": round(float((labels == v).sum() * voxel_volume), 1) for (m, s), v in ROW_LABELS.items()
+               if np.any(labels == v)}
     return Morphometry(subject, tuple(rows), provenance={}, volumes_mm3=volumes)
 
 

@@ -32,7 +32,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from imaging.bias import correct_bias
-from imaging.labels import MUSCLE_LABELS
+from imaging.labels import ROW_LABELS
 from imaging.segment import body_mask
 from lumbar_twin.errors import InputError
 
@@ -67,18 +67,25 @@ class SingleContrast:
     scale: IntensityScale
     water_like: np.ndarray
     fat_like: np.ndarray
+    #: "t1", or "t2" / "pd" (fast spin echo: fat bright too, but fluid brighter; imaging.pipeline
+    #: takes only CSA and an approximate fat fraction from them).
+    weighting: str = "t1"
 
 
-def prepare(image: np.ndarray, source: str = "image") -> SingleContrast:
-    """Bias-correct a T1-weighted image, find its references and make the pseudo-Dixon channels."""
+def prepare(image: np.ndarray, source: str = "image", weighting: str = "t1") -> SingleContrast:
+    """Bias-correct a T1-weighted (or, with `weighting`, a T2-weighted or proton-density fast
+    spin-echo) image, find its references and make the pseudo-Dixon channels. The rim check
+    (subcutaneous fat bright) guards the T1 path against a T2 or water image given by mistake;
+    a declared T2/PD stack, often with a field of view narrower than the body, skips it."""
     body = body_mask(ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0)))
     if body.sum() < 1000:
         raise InputError(source, "no body found in the image (is it empty or all noise?)")
-    _check_fat_is_bright(image, body, source)
+    if weighting == "t1":
+        _check_fat_is_bright(image, body, source)
     corrected = correct_bias(image, body)
     scale = image_scale(corrected, body, source)
     water_like, fat_like = pseudo_dixon(corrected, scale)
-    return SingleContrast(corrected, scale, water_like, fat_like)
+    return SingleContrast(corrected, scale, water_like, fat_like, weighting)
 
 
 def image_scale(corrected: np.ndarray, body: np.ndarray, source: str = "image") -> IntensityScale:
@@ -151,7 +158,8 @@ def _beside_in_z(mask: np.ndarray) -> np.ndarray:
 
 def calibrate_on_psoas(corrected: np.ndarray, labels: np.ndarray, scale: IntensityScale) -> IntensityScale:
     """The same scale with the lean reference moved to the psoas (LEAN_REFERENCE_FRACTION fat)."""
-    psoas = np.isin(labels, [MUSCLE_LABELS[("psoas", side)] for side in ("left", "right")])
+    # an imported iliopsoas above the iliac crest is psoas (imaging.morphometry.MERGED)
+    psoas = np.isin(labels, [ROW_LABELS[(muscle, side)] for muscle in ("psoas", "iliopsoas") for side in ("left", "right")])
     if psoas.sum() < MIN_PSOAS_VOXELS:
         return scale
     return IntensityScale(float(np.median(corrected[psoas])), scale.fat_signal, LEAN_REFERENCE_FRACTION,

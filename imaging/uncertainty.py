@@ -4,7 +4,7 @@ Every row is a measurement with an error (segmentation, partial volume, fat-frac
 row's band is, in order: its own `csa_uncertainty` (relative) and `fat_fraction_uncertainty`
 (absolute) if it carries them; otherwise the default of the method named in the morphometry's
 provenance (data/morphometry_uncertainty.yaml, each figure with its source); widened by
-`qc_widening` when the row has a QC status other than "ok".
+`qc_widening` when the row's QC status (`qc`) is not "pass".
 
 The weakest plausible row has CSA x (1 - u_csa) and fat fraction + u_ff, so its lean CSA is
 lean x (1 - u_csa) x (1 - ff - u_ff) / (1 - ff); the strongest the other way round. Lean CSA
@@ -43,7 +43,7 @@ def method_of(morphometry: Morphometry) -> tuple[str, str]:
     methods = _table()["methods"]
     segmenter = next((key for key, entry in methods.items()
                       if entry["match"] and key != "single_contrast" and entry["match"] in described), "unknown")
-    single = provenance.get("contrast") == "single" or methods["single_contrast"]["match"] in described
+    single = provenance.get("contrast") in ("single", "t1", "t2", "pd") or methods["single_contrast"]["match"] in described
     return segmenter, "single_contrast" if single else segmenter
 
 
@@ -57,8 +57,8 @@ def row_uncertainty(morphometry: Morphometry, row: MuscleMeasure) -> RowUncertai
     source = "row" if csa is not None and fat is not None else segmenter
     csa = float(csa_table.get(row.muscle, csa_table["default"])) if csa is None else float(csa)
     fat = float(table["methods"][fat_method]["fat_fraction"]) if fat is None else float(fat)
-    status = getattr(row, "qc_status", None) or getattr(row, "status", None)
-    if status is not None and str(status).lower() != "ok":
+    status = getattr(row, "qc", "pass")
+    if status != "pass":
         widen = float(table["qc_widening"])
         csa, fat, source = csa * widen, fat * widen, f"{source}, QC {status}: x{widen:g}"
     return RowUncertainty(min(csa, 0.9), min(fat, 0.5), source)

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Build a patient's twin from a patient file.")
     build.add_argument("patient", help="patient file (.json or .yaml)")
     build.add_argument("--out", required=True, help="output folder (created if missing)")
+    build.add_argument("--accept-qc-fail", action="store_true",
+                       help="use morphometry rows whose imaging QC failed (they are marked in twin.json and reports)")
     build.set_defaults(run=_run_build)
 
     sim = commands.add_parser(
@@ -74,10 +76,19 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--fat", help="Dixon fat image, same grid")
     seg.add_argument("--image", help="single-contrast T1-weighted image (fat bright) instead of --water/--fat; "
                                      "fat fraction from a 3-class Gaussian mixture per muscle (docs/imaging.md)")
+    seg.add_argument("--image-contrast", choices=("t1", "t2", "pd"), default="t1",
+                     help="what --image is: t1 (default), or an axial T2-weighted / proton-density stack, whose "
+                          "muscles come from --labels or --segmenter and levels from --vertebrae; its fat fraction "
+                          "is approximate and its rows are marked (docs/imaging.md)")
     seg.add_argument("--vertebrae", help="vertebra label map on the same grid (without it the discs and vertebral "
                                          "bodies are found on the image, numbered up from the sacrum)")
     seg.add_argument("--vertebra-labels", metavar="CONVENTION",
-                     help="'default' (L1..L5 = 1..5, S1 = 6), 'totalsegmentator', or a JSON {\"L1\": value, ...}")
+                     help="'default' (L1..L5 = 1..5, S1 = 6), 'totalsegmentator' (CT total), "
+                          "'totalsegmentator-vertebrae-mr', 'totalsegmentator-total-mr' (all vertebrae in one value), "
+                          "'spineps', or a JSON {\"L1\": value, ...} (data/label_conventions.yaml)")
+    seg.add_argument("--lowest-disc", metavar="LEVEL",
+                     help="the lowest disc in view (e.g. L4-L5) when the sacrum is not: numbers the discs found on "
+                          "the image or in a map with all vertebrae in one value; checked against per-vertebra labels")
     seg.add_argument("--method", choices=("anatomical", "watershed"), default="anatomical",
                      help="built-in segmenter: 'anatomical' (default: compartments of real anatomy, measured on a "
                           "real Dixon scan and two phantom families) or 'watershed' (the earlier method: right on "
@@ -86,7 +97,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="write a result that fails the plausibility checks (areas far outside the healthy range, "
                           "sides more than 3 x apart, a muscle on the skin) with its warnings, instead of stopping")
     seg.add_argument("--labels", help="external muscle label map (skips the built-in segmenter)")
-    seg.add_argument("--label-map", help="JSON {\"multifidus_left\": value, ..., \"ignore\": [values]}")
+    seg.add_argument("--segmenter", default="builtin", metavar="NAME",
+                     help="'builtin' (default: --method), or run an installed external tool and import its labels: "
+                          "'totalsegmentator' (task total_mr) or 'musclemap' (mm_segment, whole-body model)")
+    seg.add_argument("--label-map", metavar="CONVENTION",
+                     help="the label map's convention: 'musclemap-wholebody', 'musclemap-abdomen', "
+                          "'totalsegmentator-total-mr', 'totalsegmentator-total', 'toolkit', or a JSON "
+                          "{\"multifidus_left\": value, ..., \"ignore\": [values]} (data/label_conventions.yaml)")
     seg.add_argument("--subject", help="pseudonym to record (default: a hash of the pixels)")
     seg.add_argument("--out", required=True, help="output folder")
     seg.set_defaults(run=_run_segment)
@@ -193,11 +210,16 @@ def _run_build(args: argparse.Namespace) -> int:
     opensim.Logger.setLevelString("warn")  # keep OpenSim's info lines off the user's screen
 
     start = time.perf_counter()
-    twin = build_twin(args.patient, args.out)
+    twin = build_twin(args.patient, args.out, accept_qc_fail=args.accept_qc_fail)
     spec = twin.spec
     n_bodies, n_coords, n_fascicles = len(spec.bodies), len(spec.coordinates), len(spec.fascicles)
     print(f"built twin {twin.patient.id}: {n_bodies} bodies, {n_coords} coordinates, "
           f"{n_fascicles} fascicles in {time.perf_counter() - start:.1f} s")
+    if twin.morphometry_use:
+        counts = {use: sum(u.use == use for u in twin.morphometry_use) for use in
+                  ("measured", "estimated", "accepted_qc_fail", "template")}
+        print("  morphometry rows (muscle x side x level): " + ", ".join(f"{n} {use.replace('_', ' ')}"
+                                                                          for use, n in counts.items() if n))
     for name, path in twin.files.items():
         print(f"  {path}")
     return 0
@@ -262,7 +284,8 @@ def _run_segment(args: argparse.Namespace) -> int:
     result = run_segmentation(args.out, water=args.water, fat=args.fat, image=args.image, vertebrae=args.vertebrae,
                               vertebra_labels=args.vertebra_labels, labels=args.labels, label_map=args.label_map,
                               subject=args.subject, method=args.method,
-                              accept_implausible=args.accept_implausible)
+                              accept_implausible=args.accept_implausible, lowest_disc=args.lowest_disc,
+                              segmenter=args.segmenter, image_contrast=args.image_contrast)
     levels = result.levels
     print(f"segmented {result.morphometry.subject}: levels {', '.join(levels.found)} "
           f"in {time.perf_counter() - start:.1f} s"
@@ -270,6 +293,8 @@ def _run_segment(args: argparse.Namespace) -> int:
               f"{lv} at slice {levels.disc_slice[lv]:.1f}" for lv in levels.found) + ")"))
     if levels.missing:
         print(f"  not in the image: {', '.join(levels.missing)}", file=sys.stderr)
+    for line in result.morphometry.provenance["not_measured"]:
+        print(f"  not measured (the twin takes the template): {line}", file=sys.stderr)
     for line in result.morphometry.provenance["warnings"]:
         print(f"  check qc.png: {line}", file=sys.stderr)
     for name in OUTPUT_FILES:

@@ -3,9 +3,21 @@
 Same numbers as the OpenSim builder: bodies keep OpenSim's axes (x anterior, y superior,
 z right) and gravity points along -y; each intervertebral joint is three hinges in the
 OpenSim axis order; each fascicle is a spatial tendon through one site per path point with a
-muscle actuator of the same name. The muscle's length range is set explicitly so that its
-normalised length equals (tendon length - tendon slack length) / optimal fibre length, the
-rigid-tendon fibre length of the spec.
+muscle actuator of the same name.
+
+MuJoCo's muscle (engine_util_misc.c, mju_muscleGain) has no tendon slack or optimal length of
+its own: it normalises length as L = range[0] + (len - lengthrange[0]) / L0 with
+L0 = (lengthrange[1] - lengthrange[0]) / (range[1] - range[0]). With lengthrange the tendon's
+length range over the range of motion (`twin.motion`) and range = (lengthrange - slack) / lopt,
+L0 is the spec's optimal fibre length and lengthrange[0] - range[0] L0 its tendon slack length,
+so L is the rigid-tendon fibre length. A pennated fibre (constant height lopt sin(alpha)) is
+longer than its projection on the tendon: L0 and slack are then the straight line that best
+maps tendon length to normalised fibre length over the working range (`equivalent_lengths`;
+for psoas, 10.7 deg: L0 2.0 % longer, slack 4.6 mm (2-5 %) shorter, L within 0.0063 of the
+fibre's normalised length). The range is written into gainprm and
+biasprm directly: `set_to_muscle` keeps MuJoCo's default for any negative value. Force is the
+spec's F_max cos(pennation at optimum), the force along the tendon at optimal length (MuJoCo has
+no pennation); lmin, lmax and fpmax are fitted to the toolkit's curves (`twin.muscle_curves`).
 """
 from __future__ import annotations
 
@@ -16,11 +28,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from twin.kinematics import orientation_matrix
+from twin.motion import range_of_motion_poses
+from twin.muscle_curves import mujoco_curve_fit
 from twin.spec import GROUP_COLORS, ModelSpec
-
-#: Poses sampled to bound each tendon's length (uniform within the coordinate ranges).
-LENGTH_RANGE_SAMPLES = 400
-LENGTH_RANGE_SEED = 0
 
 
 def build_mjspec(spec: ModelSpec) -> mujoco.MjSpec:
@@ -60,15 +70,37 @@ def build_mjspec(spec: ModelSpec) -> mujoco.MjSpec:
         tendon.rgba = _group_rgba(fascicle.group)
 
     ranges = tendon_length_ranges(mj.compile(), spec)
+    curve = mujoco_curve_fit(tuple(spec.fiber_working_range))
     for fascicle, (lo, hi) in zip(spec.fascicles, ranges):
-        fiber, slack = fascicle.optimal_fiber_length_m, fascicle.tendon_slack_length_m
+        fiber, slack, _ = equivalent_lengths(fascicle, tuple(spec.fiber_working_range))
         act = mj.add_actuator(name=fascicle.name, target=fascicle.name, trntype=mujoco.mjtTrn.mjTRN_TENDON)
-        act.set_to_muscle(
-            tausmooth=0.0, range=[(lo - slack) / fiber, (hi - slack) / fiber],
-            force=fascicle.max_isometric_force_N,
-        )
+        act.set_to_muscle(tausmooth=0.0)  # muscle gain, bias and activation dynamics (defaults)
+        prm = np.array(act.gainprm)
+        prm[:9] = [(lo - slack) / fiber, (hi - slack) / fiber,
+                   fascicle.max_isometric_force_N * np.cos(fascicle.pennation_rad), prm[3],
+                   curve.lmin, curve.lmax, prm[6], curve.fpmax, prm[8]]
+        act.gainprm = prm
+        act.biasprm = prm  # mju_muscleBias reads its own copy of the same parameters
         act.lengthrange = [lo, hi]
     return mj
+
+
+def equivalent_lengths(fascicle, working: tuple[float, float]) -> tuple[float, float, float]:
+    """(L0 [m], tendon slack [m], gap) of a MuJoCo muscle, which has no pennation, for `fascicle`.
+
+    Normalised fibre length n = sqrt(a^2 + sin^2 alpha) with a = (length - slack) / lopt along
+    the tendon; the least-squares line n ~ c0 + c1 a over the working range gives
+    L0 = lopt / c1 and slack - c0 L0; `gap` is the largest |MuJoCo's normalised length - n| over
+    the working range. Without pennation these are the spec's own numbers and gap is 0.
+    """
+    lopt, slack = fascicle.optimal_fiber_length_m, fascicle.tendon_slack_length_m
+    sin2 = np.sin(fascicle.pennation_rad) ** 2
+    if sin2 == 0.0:
+        return lopt, slack, 0.0
+    n = np.linspace(*working, 400)
+    a = np.sqrt(n**2 - sin2)
+    c1, c0 = np.polyfit(a, n, 1)
+    return lopt / c1, slack - c0 * lopt / c1, float(np.max(np.abs(c0 + c1 * a - n)))
 
 
 def build_mujoco(spec: ModelSpec) -> mujoco.MjModel:
@@ -83,21 +115,29 @@ def write_mujoco(spec: ModelSpec, path: str | Path) -> None:
 
 
 def tendon_length_ranges(model: mujoco.MjModel, spec: ModelSpec) -> np.ndarray:
-    """(n_fascicles, 2) min and max tendon length over neutral and sampled poses, 2 % margin.
+    """(n_fascicles, 2) min and max tendon length over the range of motion (`twin.motion`).
 
-    `model` holds the spec's joints and tendons (in spec order), with no actuators yet.
+    `model` holds the spec's joints and tendons (in spec order). No margin: the range only sets
+    MuJoCo's length normalisation, and the template keeps the fibres on their working range
+    over exactly these poses.
     """
-    rng = np.random.default_rng(LENGTH_RANGE_SEED)
-    lo, hi = np.array([c.range_rad for c in spec.coordinates]).T
+    lengths = tendon_lengths(model, spec, range_of_motion_poses(spec))
+    return np.column_stack([lengths.min(axis=0), lengths.max(axis=0)])
+
+
+def tendon_lengths(model: mujoco.MjModel, spec: ModelSpec, poses: np.ndarray) -> np.ndarray:
+    """(n_poses, n_fascicles) tendon lengths [m]; poses are rows of spec-ordered angles."""
     data = mujoco.MjData(model)
-    lengths = []
-    for k in range(LENGTH_RANGE_SAMPLES + 1):
-        data.qpos[:] = 0.0 if k == 0 else rng.uniform(lo, hi)
+    qpos = np.array([model.jnt_qposadr[model.joint(c).id] for c in spec.coordinate_names])
+    tendon = np.array([model.tendon(f).id for f in spec.fascicle_names])
+    out = np.empty((len(poses), len(tendon)))
+    for k, pose in enumerate(poses):
+        data.qpos[:] = 0.0
+        data.qpos[qpos] = pose
         mujoco.mj_kinematics(model, data)
         mujoco.mj_tendon(model, data)
-        lengths.append(data.ten_length.copy())
-    lengths = np.array(lengths)
-    return np.column_stack([lengths.min(axis=0) * 0.98, lengths.max(axis=0) * 1.02])
+        out[k] = data.ten_length[tendon]
+    return out
 
 
 def _add_body(parent, spec: ModelSpec, name: str, pos, quat):

@@ -139,6 +139,8 @@ class ModelSpec:
     #: {kind: {level: share}}: how a global trunk angle is spread over the levels.
     lumbar_rhythm: dict[str, dict[str, float]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    #: Normalised fibre lengths every fibre keeps to over the coordinate ranges (template).
+    fiber_working_range: tuple[float, float] = (0.5, 1.6)
 
     # -- lookups ---------------------------------------------------------------------------
     def body(self, name: str) -> Body:
@@ -230,6 +232,7 @@ class ModelSpec:
                            for c in data.get("contacts", ())),
             lumbar_rhythm={k: {lv: float(v) for lv, v in row.items()} for k, row in data.get("lumbar_rhythm", {}).items()},
             sources=dict(data.get("sources", {})),
+            fiber_working_range=tuple(float(v) for v in data.get("fiber_working_range", (0.5, 1.6))),
         )
 
 

@@ -29,6 +29,7 @@ from scipy import optimize
 from lumbar_twin.errors import LumbarTwinError
 from twin.engines import Frame, MujocoEngine, OpenSimEngine
 from twin.loads import ExternalLoad, hand_load  # noqa: F401  (re-exported)
+from twin.muscle_curves import active_force_length  # noqa: F401  (re-exported)
 from twin.spec import LEVELS, SIDES, ModelSpec
 
 #: Weight of a squared reserve moment (per (N m)^2) against a squared activation.
@@ -39,21 +40,6 @@ RESERVE_SHARE_LIMIT = 0.05
 RESERVE_SHARE_FLOOR_NM = 1.0
 
 ENGINES = {"mujoco": MujocoEngine, "opensim": OpenSimEngine}
-
-# De Groote et al. 2016 (Ann Biomed Eng 44:2922) active force-length curve, as in OpenSim's
-# DeGrooteFregly2016Muscle: a sum of three Gaussians in normalised fibre length.
-_FL_B = np.array([
-    [0.8150671134243542, 1.055033428970575, 0.162384573599574, 0.063303448465465],
-    [0.433004984392647, 0.716775413397760, -0.029947116970696, 0.200356847296188],
-    [0.1, 1.0, 0.5 * np.sqrt(0.5), 0.0],
-])
-
-
-def active_force_length(norm_fiber_length: np.ndarray) -> np.ndarray:
-    """Active force-length multiplier of De Groote et al. 2016 (1.0 at optimal length)."""
-    lt = np.asarray(norm_fiber_length, float)[..., None]
-    b1, b2, b3, b4 = _FL_B.T
-    return np.sum(b1 * np.exp(-0.5 * ((lt - b2) / (b3 + b4 * lt)) ** 2), axis=-1)
 
 
 @dataclass(frozen=True)
@@ -190,7 +176,7 @@ class Statics:
 
     def solve_frame(self, frame: Frame, warm_start: bool = False) -> StaticsResult:
         """A frame already asked of an engine (e.g. precomputed kinematics plus a robot force)."""
-        strength = self._fmax * self._cos_penn * active_force_length(self._fiber_lengths(frame.lengths) / self._lopt)
+        strength = self.strength(frame.lengths)
         activations, reserve = self._qp.solve(frame.moment_arms, strength, frame.net_moments, warm_start)
         if self.exponent == 3:
             activations, reserve = _cubed(frame.moment_arms, strength, frame.net_moments, self._caps,
@@ -206,6 +192,15 @@ class Statics:
         """A trajectory: consecutive frames warm-start each other."""
         loads = loads if loads is not None else [()] * len(poses)
         return [self.solve(p, ld, warm_start=k > 0) for k, (p, ld) in enumerate(zip(poses, loads))]
+
+    def strength(self, mtu_lengths: np.ndarray) -> np.ndarray:
+        """(n_fascicles,) force along the tendon at full activation and zero velocity [N]:
+        F_max cos(alpha_0) f_L(fibre length / optimal), fibres of constant height, rigid tendon."""
+        return self._fmax * self._cos_penn * active_force_length(self.normalized_fiber_lengths(mtu_lengths))
+
+    def normalized_fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
+        """(n_fascicles,) fibre length / optimal fibre length for musculotendon lengths [m]."""
+        return self._fiber_lengths(mtu_lengths) / self._lopt
 
     def _fiber_lengths(self, mtu_lengths: np.ndarray) -> np.ndarray:
         along = np.maximum(mtu_lengths - self._slack, 1e-6)  # rigid tendon, constant fibre height

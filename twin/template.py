@@ -3,11 +3,13 @@
 The YAML names landmarks and writes only the right side; here landmarks become points in
 body frames, the left side is mirrored (z -> -z), and each fascicle gets the levels it
 crosses, its share of its group's PCSA, its force (PCSA x specific tension), and fibre and
-tendon lengths from its length in neutral standing.
+tendon lengths from its length in neutral standing, so that its fibres stay on their working
+range over the whole range of motion (`twin.motion`); a fascicle that cannot stops the build.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import yaml
 from lumbar_twin import DATA_DIR
 from lumbar_twin.errors import InputError
 from twin.kinematics import body_transforms, fascicle_length, joint_chain
+from twin.motion import path_lengths, range_of_motion_poses
 from twin.spec import (
     COORDINATE_KINDS,
     LEVELS,
@@ -67,7 +70,7 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
         for name, b in raw["bodies"].items()
         if name != "source"
     )
-    joints = _joints(raw["joints"])
+    joints = _joints(raw["joints"], raw["lumbar_rhythm"])
     landmarks = {body: {k: tuple(map(float, v)) for k, v in marks.items()}
                  for body, marks in raw["landmarks"].items() if body != "source"}
     sigma = float(raw["specific_tension_N_per_cm2"]["value"])
@@ -103,6 +106,9 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
             fascicles.append(_architecture(draft, group, per_group[entry["group"]], sigma, neutral, flexed,
                                            float(operating["fiber_length_at_full_flexion"]), skeleton))
 
+    working = tuple(float(v) for v in operating["working_range"])
+    fascicles = fit_working_range(fascicles, skeleton, working, path)
+
     sources = {key: " ".join(str(block["source"]).split()) for key, block in raw.items()
                if isinstance(block, dict) and "source" in block}
     sources.update({f"muscle_groups.{g}": " ".join(str(b["source"]).split()) for g, b in groups.items()})
@@ -112,18 +118,21 @@ def _resolve(raw: dict[str, Any], path: Path) -> ModelSpec:
     rhythm = {kind: {lv: float(v) for lv, v in row.items()}
               for kind, row in raw["lumbar_rhythm"].items() if kind != "source"}
     return ModelSpec(**{**skeleton.__dict__, "fascicles": tuple(fascicles), "contacts": contacts,
-                        "lumbar_rhythm": rhythm, "sources": sources})
+                        "lumbar_rhythm": rhythm, "sources": sources, "fiber_working_range": working})
 
 
-def _joints(raw: dict[str, Any]) -> tuple[Joint, ...]:
-    lo, hi = (math.radians(v) for v in raw["range_deg"])
+def _joints(raw: dict[str, Any], rhythm: dict[str, Any]) -> tuple[Joint, ...]:
+    motion = {kind: tuple(math.radians(float(v)) for v in raw["range_of_motion_deg"][kind])
+              for kind in COORDINATE_KINDS}
     joints = []
     for name, j in raw["intervertebral"].items():
         level = name.replace("_", "-")
+        # the same product as twin.posture: a global angle at its limit puts each level at its limit
         coords = tuple(
             Coordinate(
                 name=coordinate_name(level, kind), kind=kind,
-                axis=tuple(float(v) for v in raw["coordinates"][kind]["axis"]), range_rad=(lo, hi),
+                axis=tuple(float(v) for v in raw["coordinates"][kind]["axis"]),
+                range_rad=(motion[kind][0] * float(rhythm[kind][level]), motion[kind][1] * float(rhythm[kind][level])),
                 stiffness_Nm_per_rad=float(raw["stiffness_Nm_per_deg"][kind]) * 180.0 / math.pi,
             )
             for kind in COORDINATE_KINDS
@@ -179,3 +188,47 @@ def _architecture(draft: Fascicle, group: dict, n_in_group: int, sigma: float, n
            "max_isometric_force_N": pcsa * sigma,
            "levels": levels}
     )
+
+
+#: A tendon slack length never falls below this fraction of the fascicle's neutral length.
+MIN_SLACK_FRACTION = 1.0 - MAX_MUSCLE_FRACTION
+
+
+def fit_working_range(fascicles, skeleton: ModelSpec, working: tuple[float, float], path: Path) -> list[Fascicle]:
+    """Fibre and tendon lengths that keep every fibre within `working` (normalised fibre length)
+    over the range of motion.
+
+    A rigid tendon passes every change of path length to the fibre. First the neutral fibre
+    length stays (tendon slack follows it) and the optimal fibre length grows only as far as the
+    path's shortening and lengthening from neutral need; if that leaves less tendon than
+    MIN_SLACK_FRACTION of the path, the tendon takes that minimum and the optimal fibre length is
+    the one nearest the first choice that maps the whole path range into `working` (the neutral
+    fibre length moves). If no optimal fibre length does, the fascicle is named in an InputError.
+    Pennation: fibre height lopt sin(alpha) is constant, so the band along the tendon is
+    sqrt(n^2 - sin^2 alpha).
+    """
+    lengths = path_lengths(replace(skeleton, fascicles=tuple(fascicles)), range_of_motion_poses(skeleton))
+    neutral, shortest, longest = lengths[0], lengths.min(axis=0), lengths.max(axis=0)
+    lo, hi = working
+    out = []
+    for f, ln, lmin, lmax in zip(fascicles, neutral, shortest, longest):
+        sin2 = math.sin(f.pennation_rad) ** 2
+        a_lo, a_hi = math.sqrt(lo**2 - sin2), math.sqrt(hi**2 - sin2)
+        a0 = (ln - f.tendon_slack_length_m) / f.optimal_fiber_length_m  # neutral length along the tendon
+        if not a_lo < a0 < a_hi:
+            raise InputError(path, f"fascicle {f.name}: its neutral fibre length {a0:.2f} is outside the "
+                                   f"working range {lo:g}-{hi:g}")
+        fiber = max(f.optimal_fiber_length_m, (ln - lmin) / (a0 - a_lo), (lmax - ln) / (a_hi - a0))
+        slack = ln - a0 * fiber
+        if slack < MIN_SLACK_FRACTION * ln:
+            slack = MIN_SLACK_FRACTION * ln
+            shortest_fiber, longest_fiber = (lmax - slack) / a_hi, (lmin - slack) / a_lo
+            if shortest_fiber > longest_fiber:
+                raise InputError(path, (
+                    f"fascicle {f.name}: its path runs from {lmin * 1000:.1f} to {lmax * 1000:.1f} mm over the "
+                    f"range of motion, more than any fibre can follow within {lo:g}-{hi:g} of its optimal length "
+                    f"with a rigid tendon of at least {slack * 1000:.1f} mm (it would need an optimal fibre "
+                    f"length of at least {shortest_fiber * 1000:.1f} and at most {longest_fiber * 1000:.1f} mm)"))
+            fiber = min(max(f.optimal_fiber_length_m, shortest_fiber), longest_fiber)
+        out.append(Fascicle(**{**f.__dict__, "optimal_fiber_length_m": fiber, "tendon_slack_length_m": slack}))
+    return out

@@ -66,13 +66,18 @@ def test_external_label_map_is_imported_with_a_mapping(phantom_dir, tmp_path):
 
 
 def test_an_implausible_result_stops_unless_accepted(phantom_dir, tmp_path, capsys):
-    """An imported map that lost the right multifidus: one line naming the problem, exit 2 and
-    nothing written; with --accept-implausible it is written, the problems named on stderr and
-    in the provenance. The built-in run on the same phantom raises none."""
+    """An imported map whose right multifidus was cut to a strip three voxels wide: one line
+    naming the problem, exit 2 and nothing written; with --accept-implausible it is written, the
+    problems named on stderr, in the provenance and on the rows (QC fail). The built-in run on
+    the same phantom raises none."""
     img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
     data = np.asarray(img.dataobj).astype(np.uint8)
     mapping = {f"{m}_{s}": v for (m, s), v in MUSCLE_LABELS.items()}
-    data[data == mapping["multifidus_right"]] = 0
+    right = data == mapping["multifidus_right"]
+    centre = int(round(np.nonzero(right)[0].mean()))  # stored axis 0 runs across the body
+    strip = np.zeros_like(right)
+    strip[centre - 1:centre + 2] = True
+    data[right & ~strip] = 0
     nib.save(nib.Nifti1Image(data, img.affine), str(tmp_path / "ext.nii.gz"))
     (tmp_path / "map.json").write_text(json.dumps(mapping))
     imported = segment_args(phantom_dir, tmp_path / "imported", "--labels", str(tmp_path / "ext.nii.gz"),
@@ -85,10 +90,14 @@ def test_an_implausible_result_stops_unless_accepted(phantom_dir, tmp_path, caps
     assert not (tmp_path / "imported").exists()
     assert main(imported + ["--accept-implausible"]) == 0
     err = capsys.readouterr().err
-    assert "check qc.png: multifidus right at L3-L4: 0 mm^2" in err
-    provenance = load_morphometry(tmp_path / "imported" / "morphometry.json").provenance
-    assert provenance["accepted_implausible"] is True
-    assert any(line.startswith("multifidus right at L4-L5") for line in provenance["warnings"])
+    assert "check qc.png: multifidus right at L5-S1:" in err and "more than 3 x apart" in err
+    written = load_morphometry(tmp_path / "imported" / "morphometry.json")
+    assert written.provenance["accepted_implausible"] is True
+    assert any(line.startswith("multifidus right at L5-S1") for line in written.provenance["warnings"])
+    row = written.get("multifidus", "right", "L5-S1")
+    assert row.qc == "fail" and any("under 25% of the healthy" in r for r in row.qc_reasons)
+    assert {written.get("multifidus", side, "L1-L2").qc for side in ("left", "right")} == {"fail"}  # 3 x apart
+    assert written.get("psoas", "left", "L3-L4").qc == "pass"
     assert main(segment_args(phantom_dir, tmp_path / "built-in")) == 0
     assert "check qc.png" not in capsys.readouterr().err
 
@@ -118,7 +127,7 @@ def test_single_contrast_image_is_segmented_close_to_the_dixon_result(phantom_di
     assert sorted(p.name for p in (tmp_path / "t1").iterdir()) == sorted(p.name for p in (tmp_path / "dixon").iterdir())
     single, dixon = load_morphometry(tmp_path / "t1" / "morphometry.json"), load_morphometry(tmp_path / "dixon" /
                                                                                              "morphometry.json")
-    assert single.provenance["contrast"] == "single" and "Gaussian mixture" in single.provenance["fat_fraction"]
+    assert single.provenance["contrast"] == "t1" and "Gaussian mixture" in single.provenance["fat_fraction"]
     assert dixon.provenance["contrast"] == "dixon"
     big = [(a, b) for a, b in zip(single.muscles, dixon.muscles) if b.csa_mm2 >= 400]
     assert np.median([abs(a.csa_mm2 / b.csa_mm2 - 1) for a, b in big]) < 0.03
