@@ -43,13 +43,10 @@ def test_a_row_carries_its_own_uncertainty_and_a_failed_qc_widens_it():
     assert parse_morphometry(doc, "m.json").muscles[0].fat_fraction_uncertainty == 0.01
     assert "csa_uncertainty" not in _morph().to_dict()["muscles"][0]  # absent stays absent
 
-    class Flagged(MuscleMeasure):  # a row with a QC status (the imaging pipeline's per-row QC)
-        qc_status = "warning"
-
-    row = Flagged("psoas", "left", "L3-L4", 1400.0, 1330.0, 0.05)
-    band = row_uncertainty(_morph(), row)
+    row = MuscleMeasure("psoas", "left", "L3-L4", 1400.0, 1330.0, 0.05, qc="warn", qc_reasons=("a reason",))
+    band = row_uncertainty(_morph(), row)  # the imaging pipeline's per-row QC status
     assert (band.csa_relative, band.fat_fraction) == (pytest.approx(0.2), pytest.approx(0.06))
-    assert "QC warning" in band.source
+    assert "QC warn" in band.source
 
 
 def test_bad_row_uncertainties_name_the_field():
