@@ -19,6 +19,7 @@ import numpy as np
 
 from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
+from imaging.input_checks import check_distinct_dixon
 from imaging.find_levels import find_spine
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
 from imaging.levels import Levels, levels_from_vertebrae
@@ -150,8 +151,9 @@ def _load_contrast(water, fat, image):
     if water is None or fat is None:
         raise InputError(None, "give both --water and --fat (Dixon), or --image (single contrast)",
                          field="--water/--fat")
-    water_img = load_image(water, "water image")
-    fat_img = _on_grid(load_image(fat, "fat image"), water_img, fat)
+    water_img = load_image(water, "water image", dixon="water")
+    fat_img = _on_grid(load_image(fat, "fat image", dixon="fat"), water_img, fat)
+    check_distinct_dixon(water_img, fat_img)
     return water_img, water_img.data, fat_img.data, None
 
 
