@@ -20,6 +20,9 @@ import numpy as np
 from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
 from imaging.input_checks import check_distinct_dixon
+from imaging.noise import estimate_noise
+from imaging.obliquity import perpendicular_csa
+from imaging.water_fat_swap import check_global_swap, flag_swapped_rows, subcutaneous_fat_map
 from imaging.find_levels import find_spine
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
 from imaging.levels import Levels, levels_from_vertebrae
@@ -70,6 +73,9 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     reference, water_data, fat_data, contrast = _load_contrast(water, fat, image)
     against = "water image" if contrast is None else "image"
     spacing = reference.spacing_mm
+    if contrast is None:  # a water-fat swap over the whole volume stops here
+        swap = subcutaneous_fat_map(water_data, fat_data, spacing)
+        check_global_swap(swap, water, fat)
     if vertebrae is None:  # levels and vertebral bodies found on the image itself
         found = find_spine(water_data, fat_data, spacing, reference.source)
         levels, vertebra_map, convention = found.levels, found.vertebrae.astype(np.int32), DEFAULT_VERTEBRA_LABELS
@@ -88,8 +94,15 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
+    input_warnings = []
     if contrast is None:
-        morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym)
+        noise = estimate_noise(water_data, fat_data, spacing)
+        input_warnings += noise.warnings
+        morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym,
+                               noise_sigma=(noise.water, noise.fat))
+        morphometry, swapped = flag_swapped_rows(morphometry, swap, muscle_labels, levels,
+                                                 max(1.0, FAT_FRACTION_SLAB_MM / spacing[2]))
+        input_warnings += swapped
         fat_method = (f"Dixon F/(F+W) over each muscle's tissue within {FAT_FRACTION_SLAB_MM:g} mm of the disc "
                       "(triangular weights), border voxels unmixed from the fat around them, Rician-corrected")
         inputs = {"water": reference_hash, "fat": content_hash(fat_data)}
@@ -102,6 +115,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                       f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
                       f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
         inputs = {"image": reference_hash}
+    morphometry, tilts, oblique = perpendicular_csa(morphometry, muscle_labels, reference.affine, levels)
+    input_warnings += oblique
     problems = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing) + suspect_rows(morphometry)
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -118,8 +133,11 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         "levels_found": list(levels.found), "levels_missing": list(levels.missing),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
-        "warnings": problems,
+        "warnings": problems + input_warnings,
         "accepted_implausible": bool(problems),
+        **({"noise_sigma": noise.provenance()} if contrast is None else {}),
+        "csa_plane": "perpendicular to each muscle's axis (imaging.obliquity); tilts in muscle_axis_tilt_deg",
+        "muscle_axis_tilt_deg": tilts,
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
@@ -134,9 +152,10 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 def morphometry_csv(morphometry: Morphometry) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction"])
+    writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction", "flags"])
     for m in morphometry.muscles:
-        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction])
+        writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction,
+                         ";".join(m.flags)])
     return buffer.getvalue()
 
 

@@ -7,7 +7,8 @@ plane. On Dixon images each section is read with its border as partial volume
 and the free ring just outside it) counts its muscle share towards the area, and its signal
 less the surrounding fat's share towards the fat fraction. The fat fraction is sum(F) /
 sum(F + W) over that muscle tissue, with the Rician noise floor removed from both channels
-(sigma from the air around the body). Lean CSA = CSA x (1 - fat fraction). Other contrasts
+(sigma from the air around the body, or from inside it where the air is masked or
+absent: imaging.noise). Lean CSA = CSA x (1 - fat fraction). Other contrasts
 count whole labelled voxels (see `measure`).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy import ndimage
 from imaging.labels import MUSCLE_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import Morphometry, MuscleMeasure
+from imaging.noise import estimate_noise
 from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
 
 #: Half-width of the triangular slab the fat fraction is read over (CSA uses the two slices
@@ -151,17 +153,10 @@ def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
 
 
 def background_sigma(water: np.ndarray, fat: np.ndarray) -> tuple[float, float]:
-    """Rician sigma of each channel from the air around the body (Rayleigh: E[M^2] = 2 sigma^2).
-
-    The body is found on the smoothed total signal: on the raw one, noise peaks in the air
-    would pass the threshold and leave only the quieter air voxels, underestimating sigma.
-    """
-    total = ndimage.gaussian_filter(water + fat, 1.5)
-    body = ndimage.binary_fill_holes(total > 0.2 * np.percentile(total, 99))
-    air = ~ndimage.binary_dilation(body, iterations=3)
-    if air.sum() < 100:
-        return 0.0, 0.0
-    return (float(np.sqrt(np.mean(water[air] ** 2) / 2)), float(np.sqrt(np.mean(fat[air] ** 2) / 2)))
+    """Rician sigma of each channel (imaging.noise.estimate_noise: from the air around the body,
+    or inside the body where the background is masked to zero or absent)."""
+    estimate = estimate_noise(water, fat)
+    return estimate.water, estimate.fat
 
 
 def _mean_amplitude(magnitudes: np.ndarray, sigma: float) -> float:
