@@ -381,8 +381,9 @@ def _positions_along_normal(affine, ks=None, positions_mm=None):
     return [float((origin + unit * p) @ normal) for p in pos]
 
 
-def _study(seed):
-    return _uid("study", seed), _uid("frame", seed)
+def _study(seed, fault):
+    """Study and frame-of-reference UIDs, distinct per fault so folders can be merged."""
+    return _uid("study", seed, fault), _uid("frame", seed, fault)
 
 
 # ----------------------------------------------------------------------------- 2. DICOM folders
@@ -401,7 +402,7 @@ def dicom_series(out_dir, image, role="water", vendor="siemens", series_number=3
     ``n_slices``, ``positions_mm`` (along the slice normal), ``rescale_slope``, ``identity``.
     """
     data, aff = _load(image)
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_series")
     s = _new_series(study, role, series_number, vendor, f"{role.upper()} Dixon",
                     frame, DIXON_IMAGE_TYPE[vendor][role], data)
     files = _write_volume(out_dir, data, aff, s)
@@ -416,7 +417,7 @@ def dicom_water_fat(out_dir, water, fat, vendor="siemens", seed=0):
     in sub-folders ``water/`` and ``fat/`` (ImageType per vendor, see ``DIXON_IMAGE_TYPE``).
     Returns paths ``water``, ``fat`` (folders); truth per role: ``series_uid``, ``image_type``."""
     out = Path(out_dir)
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_water_fat")
     truth, paths = {}, {}
     for number, (role, src) in enumerate((("water", water), ("fat", fat)), start=3):
         data, aff = _load(src)
@@ -474,7 +475,7 @@ def dicom_localizer_water_fat(out_dir, water, fat, vendor="siemens", seed=0):
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_localizer_water_fat")
     wdata, waff = _load(water)
     fdata, faff = _load(fat)
     series = {}
@@ -518,7 +519,7 @@ def dicom_interleaved_dixon(out_dir, water, fat, vendor="philips", seed=0):
     fdata, faff = _load(fat)
     if wdata.shape != fdata.shape or not np.allclose(waff, faff, atol=1e-4):
         raise ValueError("water and fat must share the grid")
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_interleaved_dixon")
     s = _Series(study, _uid(study, "mdixon"), 5, vendor, "mDIXON", frame,
                 DIXON_IMAGE_TYPE[vendor]["water"], _slope_for(np.maximum(wdata, fdata)))
     _write_volume(out, wdata, waff, s, instance_start=1, instance_step=2,
@@ -547,7 +548,7 @@ def dicom_mislabelled_pair(out_dir, water, fat, vendor="siemens", copy_of="water
     out = Path(out_dir)
     src = {"water": water, "fat": fat}[copy_of]
     data, aff = _load(src)
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_mislabelled_pair")
     truth = {"copy_of": copy_of, "identical_pixels": True, "series_uid": {}, "image_type": {}}
     paths = {}
     for number, role in ((3, "water"), (4, "fat")):
@@ -573,7 +574,8 @@ def dicom_missing_slice(out_dir, image, missing_index=None, role="water", vendor
 
     Returns paths ``folder``; truth ``missing_index`` (k on the input grid),
     ``missing_position_mm`` (along the slice normal, LPS), ``missing_ipp_lps``,
-    ``missing_z_ras_mm``, ``expected_positions_mm`` (all), ``actual_positions_mm`` (written,
+    ``missing_z_ras_mm`` (z of the slice's first voxel), ``missing_centre_ras_mm`` (the slice's
+    centre), ``expected_positions_mm`` (all), ``actual_positions_mm`` (written,
     slice order), ``spacing_mm``.
     """
     data, aff = _load(image)
@@ -581,7 +583,7 @@ def dicom_missing_slice(out_dir, image, missing_index=None, role="water", vendor
     m = n // 2 if missing_index is None else int(missing_index)
     if not 0 < m < n - 1:
         raise ValueError("the missing slice must be inside the stack")
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_missing_slice")
     s = _new_series(study, role, 3, vendor, f"{role.upper()} Dixon", frame,
                     DIXON_IMAGE_TYPE[vendor][role], data)
     ks = [k for k in range(n) if k != m]
@@ -592,6 +594,8 @@ def dicom_missing_slice(out_dir, image, missing_index=None, role="water", vendor
     truth = {"missing_index": m, "missing_position_mm": expected[m],
              "missing_ipp_lps": [float(v) for v in ipp],
              "missing_z_ras_mm": float(_world(aff, [0, 0, m])[2]),
+             "missing_centre_ras_mm": [float(c) for c in
+                                       _world(aff, [(data.shape[0] - 1) / 2, (data.shape[1] - 1) / 2, m])],
              "expected_positions_mm": expected,
              "actual_positions_mm": [expected[k] for k in ks],
              "spacing_mm": float(np.linalg.norm(step)), "series_uid": s.series_uid}
@@ -626,7 +630,7 @@ def dicom_uneven_spacing(out_dir, image, from_index=None, extra_gap_mm=None, rol
     k1 = np.minimum(k0 + 1, n - 1)
     w = (kf - k0)[None, None, :]
     resampled = (1 - w) * np.asarray(data, float)[:, :, k0] + w * np.asarray(data, float)[:, :, k1]
-    study, frame = _study(seed)
+    study, frame = _study(seed, "dicom_uneven_spacing")
     s = _new_series(study, role, 3, vendor, f"{role.upper()} Dixon", frame,
                     DIXON_IMAGE_TYPE[vendor][role], resampled)
     _write_volume(out_dir, resampled, aff, s, positions_mm=list(pos))

@@ -345,3 +345,28 @@ def test_oblique_slab_is_really_tilted(tmp_path, subject):
     # the perpendicular truth is the drawn cylinder area, voxel-exact on the input grid
     psoas = [r["csa_mm2_perpendicular"] for r in rows if r["value"] == 1]
     assert np.allclose(psoas, psoas[0]) and psoas[0] == pytest.approx(np.pi * 12 ** 2, rel=0.1)
+
+
+@pytest.mark.parametrize("vendor", sorted(sf.DIXON_IMAGE_TYPE))
+def test_clean_water_fat_series_carry_the_vendor_image_type(tmp_path, subject, vendor):
+    paths, truth = sf.dicom_water_fat(tmp_path, subject["water"], subject["fat"], vendor=vendor)
+    for role in ("water", "fat"):
+        dss = [pydicom.dcmread(str(p), stop_before_pixels=True) for p in paths[role].glob("*.dcm")]
+        assert len(dss) == SHAPE[2]
+        assert {tuple(d.ImageType) for d in dss} == {tuple(sf.DIXON_IMAGE_TYPE[vendor][role])}
+        assert {d.SeriesInstanceUID for d in dss} == {truth[role]["series_uid"]}
+        assert dss[0].Manufacturer == sf.MANUFACTURER[vendor]
+    assert truth["water"]["series_uid"] != truth["fat"]["series_uid"]
+
+
+def test_whole_swap_and_clean_noise_counterpart(tmp_path, subject):
+    paths, _ = sf.water_fat_swapped(tmp_path / "swap", subject["water"], subject["fat"])
+    assert np.array_equal(nib.load(str(paths["water"])).get_fdata(),
+                          nib.load(str(subject["fat"])).get_fdata())
+    paths, truth = sf.rician_noise(tmp_path / "noise", subject["water"], subject["fat"],
+                                   sigma=0.05, seed=2)
+    w0 = nib.load(str(subject["water"])).get_fdata()
+    w = nib.load(str(paths["water"])).get_fdata()
+    air = w0 == 0  # Rayleigh background: mean sigma * sqrt(pi / 2) (Gudbjartsson & Patz 1995)
+    assert np.mean(w[air]) == pytest.approx(0.05 * np.sqrt(np.pi / 2), rel=0.03)
+    assert truth["sigma"] == 0.05
