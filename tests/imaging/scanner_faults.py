@@ -51,8 +51,8 @@ TOTALSEG_MR = {
 
 # ImageType (0008,0008) of Dixon reconstructions as the vendors write them (PS3.3 C.7.6.1.1.2:
 # value 1 ORIGINAL/DERIVED, value 2 PRIMARY/SECONDARY, values 3+ implementation specific).
-# - Siemens syngo Dixon: DERIVED\PRIMARY\DIXON\WATER and ...\FAT (MyoSegmenTUM-style QC scripts
-#   check exactly 'DERIVED\PRIMARY\DIXON\WATER'; Siemens VIBE Dixon series W/F).
+# - Siemens Dixon (VIBE Dixon, syngo VE/XA): DERIVED\PRIMARY\DIXON\WATER and ...\FAT, as public
+#   QC scripts check it ('DERIVED\PRIMARY\DIXON\WATER') and as XA exports log it (value 4 WATER).
 # - Philips mDIXON classic DICOM export: DERIVED\PRIMARY\W\W\DERIVED and DERIVED\PRIMARY\F\F\DERIVED,
 #   water, fat, in- and opposed-phase in ONE series (D. Atkinson's Philips DICOM readers,
 #   e.g. d2mat's 'DERIVED\PRIMARY\W\W\DERIVED' ... 'OP\OP\DERIVED').
@@ -758,10 +758,10 @@ def masked_background(out_dir, water, fat, sigma=None, sigma_rel=0.03, seed=0, m
                       input_sigma=0.0):
     """Background outside the body set to exactly 0 after Rician noise (vendor masking).
 
-    Scanners and post-processing (Siemens "prescan normalise"/"filter" masks, Philips and GE
-    background suppression, Dixon reconstructions that zero voxels with no fitted signal)
-    store air as 0, so the Rayleigh background from which sigma is usually estimated
-    (Henkelman 1985; Sijbers 2007) is gone. Noise of known ``sigma`` is added first (as
+    Many reconstructions and exports store air as exactly 0: Dixon water/fat maps where no
+    signal was fitted, vendor background-suppression filters, skull-strip-like masks applied
+    by post-processing nodes. The Rayleigh background from which sigma is usually estimated
+    (Henkelman 1985, Med Phys 12:232; Sijbers et al. 2007, Phys Med Biol 52:1335) is gone. Noise of known ``sigma`` is added first (as
     ``rician_noise``), then every voxel farther than ``margin_mm`` from the body is set to 0.
 
     Returns paths ``water``, ``fat``, ``body`` (uint8 mask of the kept region); truth
@@ -1028,10 +1028,13 @@ def vertebrae_out_of_order(out_dir, vertebrae, a=2, b=4):
 def muscle_sides_swapped(out_dir, labels, pairs=LEFT_RIGHT_PAIRS):
     """Muscle label map with every *_left value exchanged with its *_right value.
 
-    Released models have shipped with left and right exchanged when the training labels were
-    drawn in image (radiological) left-right instead of patient left-right, or when an
-    orientation flip was lost in conversion (e.g. TotalSegmentator's early issue reports of
-    swapped sides on flipped inputs). Default pairs: the project's 1/2, 3/4, 5/6, 7/8.
+    Released models have shipped with sides mixed or exchanged: MRSegmentator v1.0.0 "did
+    occasionally mix left & right classes" (retrained without mirroring augmentation in v1.1.0,
+    github.com/hhaentze/MRSegmentator pull 8); MOOSE's clin_ct_lungs produced left-right
+    flipped segmentations (github.com/ENHANCE-PET/MOOSE issue 232); nnU-Net's default mirroring
+    augmentation causes chirality errors (github.com/MIC-DKFZ/nnUNet issue 869). A map drawn in
+    radiological (image) left-right, or one whose orientation flip was lost in conversion, does
+    the same to the whole map. Default pairs: the project's 1/2, 3/4, 5/6, 7/8.
     Returns paths ``labels``; truth ``pairs``.
     """
     out = Path(out_dir)
