@@ -65,10 +65,18 @@ DIXON_IMAGE_TYPE = {
     "ge": {"water": ["DERIVED", "PRIMARY", "DIXON", "WATER", "MAGNITUDE"],
            "fat": ["DERIVED", "PRIMARY", "DIXON", "FAT", "MAGNITUDE"]},
 }
+# Philips mDIXON in- and opposed-phase reconstructions, same sources as the W/F pair above.
+PHILIPS_PHASE_IMAGE_TYPE = {"in_phase": ["DERIVED", "PRIMARY", "IP", "IP", "DERIVED"],
+                            "opposed_phase": ["DERIVED", "PRIMARY", "OP", "OP", "DERIVED"]}
 MANUFACTURER = {"siemens": "SIEMENS", "philips": "Philips Medical Systems",
                 "ge": "GE MEDICAL SYSTEMS"}
-# A three-plane scout: GE and Siemens both write LOCALIZER as value 3 for the tri-plane localiser.
-LOCALIZER_IMAGE_TYPE = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+# Three-plane localiser (scout). PS3.3 defines LOCALIZER as ImageType value 3 only for CT
+# (C.8.2.1.1.1); for MR value 3 is free, and a Siemens MR localiser is an ordinary
+# ORIGINAL\PRIMARY\M\NORM\DIS2D series: converters spot it only because the orientation
+# varies within the series (dcm2niix "Slices not stacked: orientation varies (vNav or
+# localizer?) [1 0 0 0 1 0] != [0 1 0 0 0 -1]", github.com/rordenlab/dcm2niix issue 404).
+LOCALIZER_IMAGE_TYPE = {"siemens": ["ORIGINAL", "PRIMARY", "M", "NORM", "DIS2D"],
+                        "labelled": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}
 
 # Obviously fake, identifying-looking identity: tests check it never reaches an output.
 FAKE_IDENTITY = {"PatientName": "DOE^JANE", "PatientID": "MRN-123456",
@@ -458,14 +466,17 @@ def _localizer_images(data, aff, fov_mm=384.0, n_pixels=96, offsets_mm=(-20.0, 0
     return out
 
 
-def dicom_localizer_water_fat(out_dir, water, fat, vendor="siemens", seed=0):
+def dicom_localizer_water_fat(out_dir, water, fat, vendor="siemens", seed=0,
+                              localizer_style="siemens"):
     """One folder holding a three-plane localiser series, a water series and a fat series.
 
     What a PACS export of a whole lumbar Dixon exam looks like: every series of the study in
     one folder, files named by UID. The localiser (scout) is one series of 9 images, 3
     sagittal, 3 coronal, 3 axial (C.7.6.2 geometry, other orientations than the Dixon stack,
-    ImageType ORIGINAL\\PRIMARY\\LOCALIZER, MRAcquisitionType 2D, SliceThickness 8 mm,
-    no SpacingBetweenSlices); water and fat are separate series with the vendor's ImageType
+    MRAcquisitionType 2D, SliceThickness 8 mm, no SpacingBetweenSlices) whose ImageType is
+    ``LOCALIZER_IMAGE_TYPE[localizer_style]``: by default the Siemens MR form, which does not
+    say "localizer" at all (only the varying orientation tells), or ``"labelled"``
+    ORIGINAL\\PRIMARY\\LOCALIZER; water and fat are separate series with the vendor's ImageType
     (Siemens/GE style; see ``DIXON_IMAGE_TYPE``). Each series has its own SeriesInstanceUID
     and SeriesNumber (1 localiser, 3 water, 4 fat), one StudyInstanceUID and
     FrameOfReferenceUID.
@@ -481,7 +492,7 @@ def dicom_localizer_water_fat(out_dir, water, fat, vendor="siemens", seed=0):
     series = {}
     loc = _localizer_images(wdata, waff)
     ls = _Series(study, _uid(study, "localizer"), 1, vendor, "localizer", frame,
-                 LOCALIZER_IMAGE_TYPE, _slope_for(np.array([img.max() for _, img, *_ in loc])),
+                 LOCALIZER_IMAGE_TYPE[localizer_style], _slope_for(np.array([img.max() for _, img, *_ in loc])),
                  acquisition="2D")
     for n, (_, img, ipp, iop, ps) in enumerate(loc, start=1):
         sop = _uid(ls.series_uid, n, "sop")
@@ -502,35 +513,45 @@ def dicom_localizer_water_fat(out_dir, water, fat, vendor="siemens", seed=0):
     return {"folder": out}, truth
 
 
-def dicom_interleaved_dixon(out_dir, water, fat, vendor="philips", seed=0):
+def dicom_interleaved_dixon(out_dir, water, fat, vendor="philips", seed=0, with_phases=False):
     """One series (one SeriesInstanceUID) whose water and fat images alternate at each position.
 
     Philips mDIXON classic DICOM export writes the reconstructed types of one scan as one
     series: at every slice position a water image (ImageType DERIVED\\PRIMARY\\W\\W\\DERIVED)
-    and a fat image (DERIVED\\PRIMARY\\F\\F\\DERIVED) with the same ImagePositionPatient;
-    InstanceNumber runs through both (here water 2k+1, fat 2k+2). Only ImageType (C.7.6.1.1.2
-    value 3+) tells them apart: a reader that stacks a series by position gets duplicates.
+    and a fat image (DERIVED\\PRIMARY\\F\\F\\DERIVED) with the same ImagePositionPatient, and
+    with ``with_phases`` also in-phase (...\\IP\\IP\\DERIVED, W + F) and opposed-phase
+    (...\\OP\\OP\\DERIVED, |W - F|) images. InstanceNumber runs through all (water, fat[, IP,
+    OP] at each position in turn). Only ImageType (C.7.6.1.1.2 value 3+) tells them apart: a
+    reader that stacks a series by position gets duplicates.
 
-    Returns paths ``folder``; truth ``series_uid``, ``n_images`` (2 x slices), ``n_positions``,
-    ``water_instances``, ``fat_instances`` (InstanceNumber lists), ``image_type`` per role.
+    Returns paths ``folder``; truth ``series_uid``, ``n_images``, ``n_positions``,
+    ``instances`` {role: InstanceNumber list}, ``water_instances``, ``fat_instances``,
+    ``image_type`` per role.
     """
     out = Path(out_dir)
     wdata, waff = _load(water)
     fdata, faff = _load(fat)
     if wdata.shape != fdata.shape or not np.allclose(waff, faff, atol=1e-4):
         raise ValueError("water and fat must share the grid")
+    w64, f64 = np.asarray(wdata, float), np.asarray(fdata, float)
+    images = {"water": w64, "fat": f64}
+    types = dict(DIXON_IMAGE_TYPE[vendor])
+    if with_phases:
+        images.update(in_phase=w64 + f64, opposed_phase=np.abs(w64 - f64))
+        types.update(PHILIPS_PHASE_IMAGE_TYPE)
     study, frame = _study(seed, "dicom_interleaved_dixon")
-    s = _Series(study, _uid(study, "mdixon"), 5, vendor, "mDIXON", frame,
-                DIXON_IMAGE_TYPE[vendor]["water"], _slope_for(np.maximum(wdata, fdata)))
-    _write_volume(out, wdata, waff, s, instance_start=1, instance_step=2,
-                  image_type=DIXON_IMAGE_TYPE[vendor]["water"])
-    _write_volume(out, fdata, faff, s, instance_start=2, instance_step=2,
-                  image_type=DIXON_IMAGE_TYPE[vendor]["fat"])
-    n = int(wdata.shape[2])
-    truth = {"series_uid": s.series_uid, "n_images": 2 * n, "n_positions": n,
-             "water_instances": [2 * k + 1 for k in range(n)],
-             "fat_instances": [2 * k + 2 for k in range(n)],
-             "image_type": {r: DIXON_IMAGE_TYPE[vendor][r] for r in ("water", "fat")}}
+    s = _Series(study, _uid(study, "mdixon", with_phases), 5, vendor, "mDIXON", frame,
+                types["water"], _slope_for(np.maximum.reduce(list(images.values()))))
+    n, m = int(wdata.shape[2]), len(images)
+    instances = {}
+    for i, (role, data) in enumerate(images.items()):
+        _write_volume(out, data, waff, s, instance_start=i + 1, instance_step=m,
+                      image_type=types[role])
+        instances[role] = [m * k + i + 1 for k in range(n)]
+    truth = {"series_uid": s.series_uid, "n_images": m * n, "n_positions": n,
+             "instances": instances, "water_instances": instances["water"],
+             "fat_instances": instances["fat"],
+             "image_type": {r: types[r] for r in images}}
     return {"folder": out}, truth
 
 

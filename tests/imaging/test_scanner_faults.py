@@ -151,8 +151,10 @@ def _by_series(folder):
     return out
 
 
-def test_localizer_water_fat_in_one_folder(tmp_path, subject):
-    paths, truth = sf.dicom_localizer_water_fat(tmp_path, subject["water"], subject["fat"])
+@pytest.mark.parametrize("style", sorted(sf.LOCALIZER_IMAGE_TYPE))
+def test_localizer_water_fat_in_one_folder(tmp_path, subject, style):
+    paths, truth = sf.dicom_localizer_water_fat(tmp_path, subject["water"], subject["fat"],
+                                                localizer_style=style)
     series = _by_series(paths["folder"])
     assert set(series) == set(truth["series"])
     for uid, dss in series.items():
@@ -164,20 +166,26 @@ def test_localizer_water_fat_in_one_folder(tmp_path, subject):
                                        np.array(d.ImageOrientationPatient[3:], float)), 3))
                for d in loc}
     assert len(normals) == 3  # three planes
+    assert list(loc[0].ImageType) == sf.LOCALIZER_IMAGE_TYPE[style]
     assert len({d.StudyInstanceUID for dss in series.values() for d in dss}) == 1
 
 
-def test_interleaved_series_told_apart_only_by_image_type(tmp_path, subject):
-    paths, truth = sf.dicom_interleaved_dixon(tmp_path, subject["water"], subject["fat"])
+@pytest.mark.parametrize("with_phases", [False, True])
+def test_interleaved_series_told_apart_only_by_image_type(tmp_path, subject, with_phases):
+    paths, truth = sf.dicom_interleaved_dixon(tmp_path, subject["water"], subject["fat"],
+                                              with_phases=with_phases)
     series = _by_series(paths["folder"])
     assert list(series) == [truth["series_uid"]]
     dss = series[truth["series_uid"]]
-    assert len(dss) == 2 * SHAPE[2]
+    per_position = 4 if with_phases else 2
+    assert len(dss) == per_position * SHAPE[2] == truth["n_images"]
     positions = {tuple(d.ImagePositionPatient) for d in dss}
     assert len(positions) == SHAPE[2]
     types = {int(d.InstanceNumber): tuple(d.ImageType) for d in dss}
-    assert all(types[i][2] == "W" for i in truth["water_instances"])
-    assert all(types[i][2] == "F" for i in truth["fat_instances"])
+    codes = {"water": "W", "fat": "F", "in_phase": "IP", "opposed_phase": "OP"}
+    for role, numbers in truth["instances"].items():
+        assert all(types[i][2] == codes[role] for i in numbers)
+    assert sorted(types) == list(range(1, len(dss) + 1))
 
 
 def test_mislabelled_pair_has_identical_pixels(tmp_path, subject):
