@@ -21,10 +21,10 @@ from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
 from imaging.input_checks import check_distinct_dixon
 from imaging.noise import estimate_noise
-from imaging.obliquity import perpendicular_csa
+from imaging.obliquity import OBLIQUE_MIN_DEG, muscle_crossings
 from imaging.water_fat_swap import check_global_swap, flag_swapped_rows, subcutaneous_fat_map
 from imaging.find_levels import find_spine
-from imaging.labels import DEFAULT_VERTEBRA_LABELS, muscle_label_map, vertebra_convention
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, LABEL_NAMES, muscle_label_map, vertebra_convention
 from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import Morphometry
 from imaging.qc import draw_qc
@@ -94,14 +94,14 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
-    input_warnings = []
+    crossings, input_warnings = muscle_crossings(muscle_labels, reference.affine, levels, vertebra_map, convention)
     if contrast is None:
         noise = estimate_noise(water_data, fat_data, spacing)
         input_warnings += noise.warnings
         morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym,
-                               noise_sigma=(noise.water, noise.fat))
+                               noise_sigma=(noise.water, noise.fat), crossings=crossings)
         morphometry, swapped = flag_swapped_rows(morphometry, swap, muscle_labels, levels,
-                                                 max(1.0, FAT_FRACTION_SLAB_MM / spacing[2]))
+                                                 max(1.0, FAT_FRACTION_SLAB_MM / spacing[2]), water_data, fat_data)
         input_warnings += swapped
         fat_method = (f"Dixon F/(F+W) over each muscle's tissue within {FAT_FRACTION_SLAB_MM:g} mm of the disc "
                       "(triangular weights), border voxels unmixed from the fat around them, Rician-corrected")
@@ -109,14 +109,13 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     else:
         scale = calibrate_on_psoas(contrast.corrected, muscle_labels, contrast.scale)
         morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
-                              single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale))
+                              single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale),
+                              crossings=crossings)
         fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
                       f"T1-weighted signal, classes read on a lean-to-fat scale (psoas = {scale.lean_fraction:g}, "
                       f"adipose tissue = {scale.fat_reference_fraction:g}); intermediate class counted at its own "
                       f"fat content; psoas fat fraction assumed, not measured (imaging.gmm_fat)")
         inputs = {"image": reference_hash}
-    morphometry, tilts, oblique = perpendicular_csa(morphometry, muscle_labels, reference.affine, levels)
-    input_warnings += oblique
     problems = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing) + suspect_rows(morphometry)
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -136,8 +135,10 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         "warnings": problems + input_warnings,
         "accepted_implausible": bool(problems),
         **({"noise_sigma": noise.provenance()} if contrast is None else {}),
-        "csa_plane": "perpendicular to each muscle's axis (imaging.obliquity); tilts in muscle_axis_tilt_deg",
-        "muscle_axis_tilt_deg": tilts,
+        "csa_plane": "the disc's plane perpendicular to the spine, read where each muscle's axis meets it "
+                     "(imaging.obliquity)" if crossings else "the slices at each disc (within "
+                     f"{OBLIQUE_MIN_DEG:g} degrees of the spine's axis, imaging.obliquity)",
+        "muscle_axis_tilt_deg": {f"{LABEL_NAMES[v]} {lv}": round(c.tilt_deg, 1) for (v, lv), c in crossings.items()},
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:

@@ -12,7 +12,9 @@ sector reads the upper quartile of its band (`SECTOR_PERCENTILE`) and is swapped
 `SWAP_FAT_FRACTION` (the midpoint between 0.1 and 0.9); more than half the sectors read swapped
 is a global swap: stop. Sectors below it while the volume is not are a regional swap: the
 morphometry rows whose muscle lies towards such a sector, on a slice its fat fraction is read
-from, are flagged `FLAG`. A swap that does not reach the subcutaneous fat is not seen.
+from, are flagged `FLAG`. A swap inside the body that does not reach the subcutaneous fat shows
+in the muscle itself: a row with more than half its voxels reading as adipose tissue
+(`ADIPOSE_FAT_FRACTION`) is flagged too. A swap that reaches neither is not seen.
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ MIN_SECTOR_VOXELS = 8
 #: A muscle is compared with the sectors within this angle of its direction from the body centre.
 MUSCLE_REACH_RAD = np.pi / SECTORS * 2
 FLAG = "water_fat_swap"
+#: A voxel reads as adipose tissue from this fat fraction on: the lowest subcutaneous adipose
+#: tissue value in Franz et al. 2018 (0.822). A muscle with more than half its voxels there is
+#: swapped (its water read as fat) or has more fat than muscle (Goutallier grade 4).
+ADIPOSE_FAT_FRACTION = 0.8
 #: The outline is skin where the signal within this distance outside it is air ...
 OUTSIDE_MM = 4.0
 #: ... i.e. no more than the air's level plus this share of the bright tissue (99th percentile).
@@ -129,36 +135,43 @@ def check_global_swap(swap: SwapMap, water_source, fat_source) -> None:
 
 
 def flag_swapped_rows(morphometry: Morphometry, swap: SwapMap, labels: np.ndarray, levels: Levels,
-                      slab_slices: float) -> tuple[Morphometry, list[str]]:
-    """Flag every row whose muscle lies towards a swapped sector on a slice within
-    `slab_slices` of its disc (the slices its fat fraction is read from); returns the new
-    morphometry and one warning per flagged row."""
-    if not swap.swapped.any():
-        return morphometry, []
+                      slab_slices: float, water: np.ndarray, fat: np.ndarray) -> tuple[Morphometry, list[str]]:
+    """Flag every row whose fat fraction is read (the slices within `slab_slices` of its disc)
+    where water and fat look swapped: towards a swapped subcutaneous sector, or with more than
+    half of its voxels reading as adipose tissue (fat fraction at least ADIPOSE_FAT_FRACTION:
+    a swap inside the body, or more fat than muscle). Returns the new morphometry and one
+    warning per flagged row."""
     x, y = np.meshgrid(np.arange(labels.shape[0]), np.arange(labels.shape[1]), indexing="ij")
     sector_angles = (np.arange(SECTORS) + 0.5) * 2 * np.pi / SECTORS - np.pi
     rows, warnings = [], []
     for row in morphometry.muscles:
         value = MUSCLE_LABELS[(row.muscle, row.side)]
         position = levels.disc_slice.get(row.level)
+        slices = [k for k in range(int(np.ceil(position - slab_slices)), int(np.floor(position + slab_slices)) + 1)
+                  if 0 <= k < labels.shape[2] and np.any(labels[:, :, k] == value)] if position is not None else []
         hit = []
-        for k in range(int(np.ceil(position - slab_slices)), int(np.floor(position + slab_slices)) + 1) \
-                if position is not None else ():
-            if not 0 <= k < labels.shape[2] or not swap.swapped[k].any():
+        for k in slices:
+            if not swap.swapped[k].any():
                 continue
             mask = labels[:, :, k] == value
-            if not mask.any():
-                continue
             angle = np.arctan2((y[mask].mean() - swap.centre[k, 1]) * swap.spacing_mm[1],
                                (x[mask].mean() - swap.centre[k, 0]) * swap.spacing_mm[0])
             near = np.abs(np.angle(np.exp(1j * (sector_angles - angle)))) <= MUSCLE_REACH_RAD
             if np.any(swap.swapped[k] & near):
                 hit.append(k)
-        if hit:
+        reason = (f"the subcutaneous fat towards it reads lean on slice{'s' if len(hit) > 1 else ''} "
+                  f"{', '.join(map(str, hit))}") if hit else ""
+        if slices and not hit:
+            inside = labels[:, :, slices] == value
+            total = (water + fat)[:, :, slices][inside]
+            adipose = float(np.mean(fat[:, :, slices][inside] >= ADIPOSE_FAT_FRACTION * np.maximum(total, 1e-12)))
+            if adipose > 0.5:
+                reason = (f"{100 * adipose:.0f} % of its voxels read as adipose tissue (fat fraction >= "
+                          f"{ADIPOSE_FAT_FRACTION:g})")
+        if reason:
             row = replace(row, flags=tuple(row.flags) + (FLAG,))
-            warnings.append(f"{row.muscle} {row.side} {row.level}: water and fat swapped near it (subcutaneous fat "
-                            f"reads lean on slice{'s' if len(hit) > 1 else ''} {', '.join(map(str, hit))}): its fat "
-                            "fraction and lean CSA are not measured")
+            warnings.append(f"{row.muscle} {row.side} {row.level}: water and fat look swapped there ({reason}): its "
+                            "fat fraction and lean CSA are not a measurement of muscle")
         rows.append(row)
     return replace(morphometry, muscles=tuple(rows)), warnings
 
