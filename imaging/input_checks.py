@@ -11,6 +11,8 @@
   sideways drift: `check_slice_positions` stops with the expected and found spacing and where
   the fault is (a missing slice shows as a gap of about two spacings). Nothing is resampled: a
   missing slice would have to be invented.
+- Dixon water and fat holding identical pixel data are one series read twice
+  (`check_distinct_dixon`): stop.
 """
 from __future__ import annotations
 
