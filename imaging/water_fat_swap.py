@@ -106,21 +106,22 @@ def subcutaneous_fat_map(water: np.ndarray, fat: np.ndarray, spacing_mm) -> Swap
     table = np.full((nz, SECTORS), np.nan)
     centre = np.full((nz, 2), np.nan)
     x, y = np.meshgrid(np.arange(water.shape[0]), np.arange(water.shape[1]), indexing="ij")
-    read = np.zeros(body.shape, bool)
     for k in range(nz):
         if not body[:, :, k].any():
             continue
         centre[k] = [x[body[:, :, k]].mean(), y[body[:, :, k]].mean()]
         sector = _sector(x - centre[k, 0], y - centre[k, 1], spacing_mm)
+        outside = ring[:, :, k] & (to_edge > 0)
+        out_sector, out_total = sector[outside], total[:, :, k][outside]
         inside = band[:, :, k] & np.isfinite(ff[:, :, k])
+        in_sector, in_ff = sector[inside], ff[:, :, k][inside]
         for s in range(SECTORS):
-            outside = total[:, :, k][ring[:, :, k] & (sector == s) & (to_edge > 0)]
-            if outside.size < MIN_SECTOR_VOXELS or np.median(outside) > limit:
+            around = out_total[out_sector == s]
+            if around.size < MIN_SECTOR_VOXELS or np.median(around) > limit:
                 continue  # not skin: the field of view's edge or dim tissue
-            here = inside & (sector == s)
-            if here.sum() >= MIN_SECTOR_VOXELS:
-                table[k, s] = float(np.percentile(ff[:, :, k][here], SECTOR_PERCENTILE))
-                read[:, :, k] |= here
+            here = in_ff[in_sector == s]
+            if here.size >= MIN_SECTOR_VOXELS:
+                table[k, s] = float(np.percentile(here, SECTOR_PERCENTILE))
     overall = float(np.nanmedian(table)) if np.isfinite(table).any() else float("nan")
     return SwapMap(table, centre, overall, tuple(float(v) for v in spacing_mm))
 
