@@ -50,6 +50,9 @@ MAX_TILT_SE_RAD = 0.1
 #: A plain axial stack (the real Dixon scan's: 6 degrees to the L2-L5 bodies' line) is read as
 #: before; a slab tilted to the spine as a whole is corrected.
 OBLIQUE_MIN_DEG = 10.0
+#: Beyond this the stack is not axial to the lumbar spine at all (lumbar lordosis L1-S1 is about
+#: 40-60 degrees in all, Bernhardt & Bridwell 1989): nothing is corrected.
+MAX_SPINE_TILT_DEG = 45.0
 #: A row whose axis cannot be found is named when the spine's tilt inflates it by more than this.
 REPORT_SHARE = 0.03
 
@@ -83,6 +86,9 @@ def muscle_crossings(labels: np.ndarray, affine: np.ndarray, levels: Levels, ver
     spine_tilt = float(np.degrees(np.arccos(np.clip(axis @ normal, -1, 1))))
     if spine_tilt < OBLIQUE_MIN_DEG:
         return {}, []
+    if spine_tilt > MAX_SPINE_TILT_DEG:
+        return {}, [f"the vertebral bodies' line is {spine_tilt:.0f} degrees off the slice normal: not an axial "
+                    "stack of the lumbar spine (or a vertebra map on another image); CSA as cut by the slices"]
     inflation = 1 / max(float(axis @ normal), 1e-6)
     centroids = _centroids(labels, affine)
     crossings, warnings = {}, []

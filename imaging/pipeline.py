@@ -66,7 +66,12 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     A result that fails the plausibility checks (imaging.plausibility: an area far outside the
     healthy range, sides more than 3 x apart, a muscle on the skin) raises InputError and
     writes nothing, unless `accept_implausible`: then it is written with the reasons in
-    provenance["warnings"] and provenance["accepted_implausible"] set."""
+    provenance["warnings"] and provenance["accepted_implausible"] set.
+
+    Checked on input (docs/imaging.md, "What is checked on input"): headers and DICOM stacks
+    (imaging.io), identical or globally swapped water and fat (stop); a regional swap flags the
+    rows it reaches, a masked background moves the noise estimate inside the body, a slab
+    oblique to the spine is read in each disc's plane perpendicular to it (warnings)."""
     if method not in SEGMENTERS:
         raise InputError(None, f"unknown segmentation method {method!r}; expected one of {', '.join(SEGMENTERS)}",
                          field="--method")
