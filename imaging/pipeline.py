@@ -70,8 +70,8 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
 
     Checked on input (docs/imaging.md, "What is checked on input"): headers and DICOM stacks
     (imaging.io), identical or globally swapped water and fat (stop); a regional swap flags the
-    rows it reaches, a masked background moves the noise estimate inside the body, a slab
-    oblique to the spine is read in each disc's plane perpendicular to it (warnings)."""
+    rows it reaches, a masked background moves the noise estimate inside the body, an oblique
+    slab is read in each disc's axial plane (warnings)."""
     if method not in SEGMENTERS:
         raise InputError(None, f"unknown segmentation method {method!r}; expected one of {', '.join(SEGMENTERS)}",
                          field="--method")
@@ -140,9 +140,9 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
         "warnings": problems + input_warnings,
         "accepted_implausible": bool(problems),
         **({"noise_sigma": noise.provenance()} if contrast is None else {}),
-        "csa_plane": "the disc's plane perpendicular to the spine, read where each muscle's axis meets it "
-                     "(imaging.obliquity)" if crossings else "the slices at each disc (within "
-                     f"{OBLIQUE_MIN_DEG:g} degrees of the spine's axis, imaging.obliquity)",
+        "csa_plane": "the disc's axial plane, read where each muscle's axis meets it (oblique slab, "
+                     "imaging.obliquity)" if crossings else "the slices at each disc (within "
+                     f"{OBLIQUE_MIN_DEG:g} degrees of axial, imaging.obliquity)",
         "muscle_axis_tilt_deg": {f"{LABEL_NAMES[v]} {lv}": round(c.tilt_deg, 1) for (v, lv), c in crossings.items()},
     })
     out_dir = Path(out_dir)
