@@ -14,6 +14,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from imaging.dicom_series import read_dicom_volume
+from imaging.input_checks import affine_difference, check_sform_qform
 from lumbar_twin.errors import InputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -46,15 +48,19 @@ class Image:
         return hashlib.sha256(np.ascontiguousarray(self.data, dtype=np.float32).tobytes()).hexdigest()[:12]
 
 
-def load_image(path: str | Path, what: str = "image") -> Image:
-    """Read a NIfTI file or a DICOM series folder as a canonical 3-D image, checked."""
+def load_image(path: str | Path, what: str = "image", dixon: str | None = None) -> Image:
+    """Read a NIfTI file or a DICOM series folder as a canonical 3-D image, checked
+    (imaging.input_checks: a NIfTI's sform against its qform; a DICOM stack's slice positions).
+
+    dixon: "water" or "fat" picks that Dixon image out of a DICOM folder holding several by
+    their Image Type (imaging.dicom_series); ignored for NIfTI. Raises InputError naming the file."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, f"{what} not found")
     if path.is_dir():
-        img = _read_dicom_series(path)
+        img = read_dicom_volume(path, dixon, what)
     elif path.name.lower().endswith(NIFTI_SUFFIXES):
-        img = _read_nifti(path)
+        img = _read_nifti(path, what)
     else:
         raise InputError(path, f"unsupported {what} format: expected .nii, .nii.gz or a DICOM folder")
     return _checked(img, path, what)
@@ -66,47 +72,29 @@ def same_grid(a: Image, b: Image, tolerance_mm: float = 1e-3) -> bool:
 
 def save_on_input_grid(labels: np.ndarray, like: Image, path: str | Path, dtype=np.uint8) -> None:
     """Write a canonical-orientation array (a label map by default) back on the grid and affine
-    `like` was stored on."""
+    `like` was stored on, that affine (the one the input was read with) in both the sform and
+    the qform; the qform's code is 0 only where that matrix has a shear a quaternion cannot hold."""
     canonical = nib.orientations.axcodes2ornt(("R", "A", "S"))
     stored = nib.orientations.io_orientation(like.stored_affine)
     back = nib.orientations.apply_orientation(labels.astype(dtype),
                                               nib.orientations.ornt_transform(canonical, stored))
     image = nib.Nifti1Image(np.ascontiguousarray(back), like.stored_affine)
-    image.set_qform(like.stored_affine, code=1)
     image.set_sform(like.stored_affine, code=1)
+    image.set_qform(like.stored_affine, code=1)
+    angle, offset, zoom = affine_difference(image.get_qform(), like.stored_affine)
+    if max(angle, offset, zoom) > 1e-5:
+        image.set_qform(like.stored_affine, code=0)
     nib.save(image, str(path))
 
 
-def _read_nifti(path: Path) -> nib.Nifti1Image:
+def _read_nifti(path: Path, what: str = "image") -> nib.Nifti1Image:
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)  # forces a full read: truncation shows here
     except Exception as exc:  # nibabel, gzip and zlib raise many types for broken files
         raise InputError(path, f"cannot read as NIfTI (corrupt or truncated?): {exc.__class__.__name__}") from None
+    check_sform_qform(img.header, path, what)
     return nib.Nifti1Image(data, img.affine)
-
-
-def _read_dicom_series(folder: Path) -> nib.Nifti1Image:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(folder, "no DICOM series in this folder")
-    # The series with the most slices; several series in one folder is common (localisers).
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), s) for s in series), key=len)
-    reader.SetFileNames(files)
-    reader.MetaDataDictionaryArrayUpdateOff()  # geometry only: no patient metadata is kept
-    try:
-        image = reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(folder, f"cannot read the DICOM series: {str(exc).splitlines()[0]}") from None
-    data = np.transpose(sitk.GetArrayFromImage(image).astype(np.float32), (2, 1, 0))  # (x, y, z)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    lps = np.eye(4)
-    lps[:3, :3] = direction * np.array(image.GetSpacing())
-    lps[:3, 3] = image.GetOrigin()
-    return nib.Nifti1Image(data, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps)  # LPS -> RAS
 
 
 def _checked(img: nib.Nifti1Image, path: Path, what: str) -> Image:

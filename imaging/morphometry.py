@@ -42,6 +42,10 @@ def healthy_csa_mm2() -> dict[str, dict[str, float]]:
 LEAN_TOLERANCE_MM2 = 1.0
 
 
+#: Row flags: a measurement written but not to be trusted (imaging.water_fat_swap).
+ROW_FLAGS = ("water_fat_swap",)
+
+
 @dataclass(frozen=True)
 class MuscleMeasure:
     muscle: str
@@ -56,6 +60,11 @@ class MuscleMeasure:
     #: default when absent): CSA relative (0.1 = +-10 %), fat fraction absolute.
     csa_uncertainty: float | None = None
     fat_fraction_uncertainty: float | None = None
+    #: Faults found in this row's measurement (ROW_FLAGS): "water_fat_swap" = water and fat
+    #: swapped near this muscle on the slices its fat fraction is read from, so the fat
+    #: fraction and lean CSA are wrong (the row's QC fails too). Written to morphometry.json
+    #: only when not empty.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,11 +80,20 @@ class Morphometry:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": SCHEMA, "subject": self.subject,
-               "muscles": [{k: v for k, v in asdict(m).items() if v is not None} for m in self.muscles],
-               "provenance": dict(self.provenance)}
+               "muscles": [_row(m) for m in self.muscles], "provenance": dict(self.provenance)}
         if self.volumes_mm3:
             out["volumes_mm3"] = dict(self.volumes_mm3)
         return out
+
+
+def _row(m: MuscleMeasure) -> dict[str, Any]:
+    """A row as JSON: optional fields (uncertainties, flags) only when set."""
+    row = {k: v for k, v in asdict(m).items() if v is not None}
+    if m.flags:
+        row["flags"] = list(m.flags)
+    else:
+        del row["flags"]
+    return row
 
 
 def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morphometry:
@@ -86,7 +104,8 @@ def parse_morphometry(data: Any, source: str | Path, prefix: str = "") -> Morpho
         raise validation_error(exc, source, prefix) from None
     return Morphometry(
         subject=model.subject,
-        muscles=tuple(MuscleMeasure(**{**m.model_dump(), "qc_reasons": tuple(m.qc_reasons)}) for m in model.muscles),
+        muscles=tuple(MuscleMeasure(**{**m.model_dump(), "qc_reasons": tuple(m.qc_reasons), "flags": tuple(m.flags)})
+                      for m in model.muscles),
         provenance=model.provenance,
         volumes_mm3=dict(model.volumes_mm3),
     )
@@ -123,6 +142,15 @@ class _Measure(BaseModel):
     qc_reasons: list[str] = []
     csa_uncertainty: float | None = Field(None, ge=0.0, le=0.9)
     fat_fraction_uncertainty: float | None = Field(None, ge=0.0, le=0.5)
+    flags: list[str] = []
+
+    @field_validator("flags")
+    @classmethod
+    def _known_flags(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in ROW_FLAGS]
+        if unknown:
+            raise ValueError(f"unknown row flag {unknown[0]!r}; expected one of {', '.join(ROW_FLAGS)}")
+        return value
 
     @field_validator("muscle")
     @classmethod

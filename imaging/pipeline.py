@@ -20,10 +20,14 @@ import numpy as np
 from imaging.body import body_outline
 from imaging.io import Image, load_image, same_grid, save_on_input_grid
 from imaging import external
-from imaging.find_levels import find_spine
 from imaging.conventions import muscle_convention, vertebra_convention
+from imaging.find_levels import find_spine
+from imaging.input_checks import check_distinct_dixon
 from imaging.label_checks import check_imported_labels
-from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS, ROW_LABELS
+from imaging.labels import DEFAULT_VERTEBRA_LABELS, LABEL_NAMES, MUSCLE_LABELS, ROW_LABELS
+from imaging.noise import estimate_noise
+from imaging.obliquity import OBLIQUE_MIN_DEG, muscle_crossings
+from imaging.water_fat_swap import check_global_swap, flag_swapped_rows, subcutaneous_fat_map
 from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
@@ -45,6 +49,7 @@ SEGMENTERS = {
 }
 OUTPUT_FILES = ("labels.nii.gz", "morphometry.json", "morphometry.csv", "qc.png")
 SINGLE_CONTRASTS = ("t1", "t2", "pd")
+SWAP_REASON = "water and fat swapped near this muscle on the slices its fat fraction is read from (imaging.water_fat_swap)"
 #: What is known of a fat fraction from a T2-weighted (or PD) fast spin-echo image. On T1, the
 #: 3-class mixture agrees with Dixon at ICC >= 0.77 (Wesselink et al. 2024); on T2, thresholding
 #: agrees with IDEAL fat-water for multifidus and erector spinae (r 0.67-0.92 at L4-L5, L5-S1)
@@ -90,7 +95,12 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     A result that fails the plausibility checks (imaging.plausibility: an area far outside the
     healthy range, sides more than 3 x apart, a muscle on the skin) raises InputError and
     writes nothing, unless `accept_implausible`: then it is written with the reasons in
-    provenance["warnings"] and provenance["accepted_implausible"] set."""
+    provenance["warnings"] and provenance["accepted_implausible"] set.
+
+    Checked on input (docs/imaging.md, "What is checked on input"): headers and DICOM stacks
+    (imaging.io), identical or globally swapped water and fat (stop); a regional swap flags the
+    rows it reaches, a masked background moves the noise estimate inside the body, an oblique
+    slab is read in each disc's axial plane (warnings)."""
     if method not in SEGMENTERS:
         raise InputError(None, f"unknown segmentation method {method!r}; expected one of {', '.join(SEGMENTERS)}",
                          field="--method")
@@ -108,6 +118,10 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
     reference, water_data, fat_data, contrast = _load_contrast(water, fat, image, image_contrast)
     against = "water image" if contrast is None else "image"
     spacing = reference.spacing_mm
+    swap = None
+    if contrast is None:  # a water-fat swap over the whole volume stops here
+        swap = subcutaneous_fat_map(water_data, fat_data, spacing)
+        check_global_swap(swap, water, fat)
     with external.work_folder() as work:
         if segmenter != "builtin":  # the tool's files are read below, before the folder goes
             tool_input = Path(work) / "image.nii.gz"
@@ -119,12 +133,12 @@ def run_segmentation(out_dir: str | Path, water: str | Path | None = None, fat: 
                 vertebrae, vertebra_labels = made.vertebrae, made.vertebra_convention
         return _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae,
                                   vertebra_labels, labels, label_map, subject, method, accept_implausible,
-                                  lowest_disc, segmenter)
+                                  lowest_disc, segmenter, swap)
 
 
 def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, against, vertebrae, vertebra_labels,
                        labels, label_map, subject, method, accept_implausible, lowest_disc,
-                       segmenter) -> SegmentationResult:
+                       segmenter, swap) -> SegmentationResult:
     spacing = reference.spacing_mm
     convention = DEFAULT_VERTEBRA_LABELS
     if contrast is not None and contrast.weighting != "t1":
@@ -160,15 +174,23 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
+    crossings, input_warnings = muscle_crossings(muscle_labels, reference.affine, levels, vertebra_map, convention)
     if contrast is None:
-        morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym)
+        noise = estimate_noise(water_data, fat_data, spacing)
+        input_warnings += noise.warnings
+        morphometry = quantify(muscle_labels, water_data, fat_data, reference.affine, levels, pseudonym,
+                               noise_sigma=(noise.water, noise.fat), crossings=crossings)
+        morphometry, swapped = flag_swapped_rows(morphometry, swap, muscle_labels, levels,
+                                                 max(1.0, FAT_FRACTION_SLAB_MM / spacing[2]), water_data, fat_data)
+        input_warnings += swapped
         fat_method = (f"Dixon F/(F+W) over each muscle's tissue within {FAT_FRACTION_SLAB_MM:g} mm of the disc "
                       "(triangular weights), border voxels unmixed from the fat around them, Rician-corrected")
         inputs = {"water": reference_hash, "fat": content_hash(fat_data)}
     else:
         scale = calibrate_on_psoas(contrast.corrected, muscle_labels, contrast.scale)
         morphometry = measure(muscle_labels, reference.affine, levels, pseudonym,
-                              single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale))
+                              single_contrast_fat_fraction(muscle_labels, contrast.corrected, scale),
+                              crossings=crossings)
         fat_method = (f"single contrast: 3-class Gaussian mixture per muscle at the disc on the bias-corrected "
                       f"{contrast.weighting.upper()}-weighted signal, classes read on a lean-to-fat scale (psoas = "
                       f"{scale.lean_fraction:g}, adipose tissue = {scale.fat_reference_fraction:g}); intermediate "
@@ -186,6 +208,10 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
             failed.setdefault((m.muscle, m.side, m.level), []).append(on_skin[(m.muscle, m.side)])
     morphometry = with_row_qc(morphometry, failed, "fail")
     problems = list(dict.fromkeys([*on_skin.values(), *(r for reasons in failed.values() for r in reasons)]))
+    # a row flagged for a regional water-fat swap is written (marked), and build refuses it
+    # unless accepted: its fat fraction and lean CSA are wrong
+    morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [SWAP_REASON] for m in morphometry.muscles
+                                            if "water_fat_swap" in m.flags}, "fail")
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "
@@ -204,8 +230,13 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
         "not_measured": not_measured(morphometry, muscle_labels, levels, builtin=labels is None),
         "inputs": inputs,
         "voxel_mm": [round(v, 4) for v in spacing],
-        "warnings": problems,
+        "warnings": problems + input_warnings,
         "accepted_implausible": bool(problems),
+        **({"noise_sigma": noise.provenance()} if contrast is None else {}),
+        "csa_plane": "the disc's axial plane, read where each muscle's axis meets it (oblique slab, "
+                     "imaging.obliquity)" if crossings else "the slices at each disc (within "
+                     f"{OBLIQUE_MIN_DEG:g} degrees of axial, imaging.obliquity)",
+        "muscle_axis_tilt_deg": {f"{LABEL_NAMES[v]} {lv}": round(c.tilt_deg, 1) for (v, lv), c in crossings.items()},
     })
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
@@ -221,10 +252,10 @@ def morphometry_csv(morphometry: Morphometry) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["subject", "muscle", "side", "level", "csa_mm2", "lean_csa_mm2", "fat_fraction", "qc",
-                     "qc_reasons"])
+                     "qc_reasons", "flags"])
     for m in morphometry.muscles:
         writer.writerow([morphometry.subject, m.muscle, m.side, m.level, m.csa_mm2, m.lean_csa_mm2, m.fat_fraction,
-                         m.qc, "; ".join(m.qc_reasons)])
+                         m.qc, "; ".join(m.qc_reasons), ";".join(m.flags)])
     return buffer.getvalue()
 
 
@@ -239,8 +270,9 @@ def _load_contrast(water, fat, image, image_contrast="t1"):
     if water is None or fat is None:
         raise InputError(None, "give both --water and --fat (Dixon), or --image (single contrast)",
                          field="--water/--fat")
-    water_img = load_image(water, "water image")
-    fat_img = _on_grid(load_image(fat, "fat image"), water_img, fat)
+    water_img = load_image(water, "water image", dixon="water")
+    fat_img = _on_grid(load_image(fat, "fat image", dixon="fat"), water_img, fat)
+    check_distinct_dixon(water_img, fat_img)
     return water_img, water_img.data, fat_img.data, None
 
 

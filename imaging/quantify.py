@@ -7,7 +7,8 @@ plane. On Dixon images each section is read with its border as partial volume
 and the free ring just outside it) counts its muscle share towards the area, and its signal
 less the surrounding fat's share towards the fat fraction. The fat fraction is sum(F) /
 sum(F + W) over that muscle tissue, with the Rician noise floor removed from both channels
-(sigma from the air around the body). Lean CSA = CSA x (1 - fat fraction). Other contrasts
+(sigma from the air around the body, or from inside it where the air is masked or
+absent: imaging.noise). Lean CSA = CSA x (1 - fat fraction). Other contrasts
 count whole labelled voxels (see `measure`).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from scipy import ndimage
 from imaging.labels import ROW_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import Morphometry, MuscleMeasure
+from imaging.noise import estimate_noise
 from imaging.partial_volume import FAT_REFERENCE_REACH, unmix
 
 #: Half-width of the triangular slab the fat fraction is read over (CSA uses the two slices
@@ -32,8 +34,11 @@ MIN_CORE_SHARE = 0.4
 
 
 def quantify(labels: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.ndarray, levels: Levels,
-             subject: str, noise_sigma: tuple[float, float] | None = None) -> Morphometry:
-    """Morphometry of every labelled muscle at every level found (canonical arrays), Dixon."""
+             subject: str, noise_sigma: tuple[float, float] | None = None,
+             crossings: dict | None = None) -> Morphometry:
+    """Morphometry of every labelled muscle at every level found (canonical arrays), Dixon.
+    noise_sigma: (water, fat) Rician sigma, default imaging.noise.estimate_noise; crossings:
+    where to read each muscle on oblique slices (imaging.obliquity.muscle_crossings)."""
     sigma_w, sigma_f = noise_sigma if noise_sigma is not None else background_sigma(water, fat)
 
     @functools.lru_cache(maxsize=None)
@@ -46,7 +51,7 @@ def quantify(labels: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.
         fat_sum, water_sum = (sum(x) for x in zip(*signals)) if signals else (0.0, 0.0)
         return float(np.clip(fat_sum / (fat_sum + water_sum), 0.0, 1.0)) if fat_sum + water_sum > 0 else 0.0
 
-    return measure(labels, affine, levels, subject, dixon, lambda k, value: section(k, value).area)
+    return measure(labels, affine, levels, subject, dixon, lambda k, value: section(k, value).area, crossings)
 
 
 #: fat_fraction(label value, slice indices, their weights) -> 0..1
@@ -56,10 +61,13 @@ SectionArea = Callable[[int, int], float]
 
 
 def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str,
-            fat_fraction: FatFraction, section_area: SectionArea | None = None) -> Morphometry:
+            fat_fraction: FatFraction, section_area: SectionArea | None = None,
+            crossings: dict | None = None) -> Morphometry:
     """CSA at each disc from `section_area` (default: whole labelled voxels), and the fat
     fraction from `fat_fraction`, whatever the contrast. A muscle not labelled on the disc's
-    slices gets no row (not measured; absent is not zero)."""
+    slices gets no row (not measured; absent is not zero). crossings: {(label value, level):
+    imaging.obliquity.Crossing}: read that muscle at the crossing's slice and scale its CSA by
+    its factor (oblique slices); others at the disc's slice."""
     if section_area is None:
         def section_area(k, value):
             return float(np.count_nonzero(labels[:, :, k] == value))
@@ -67,19 +75,21 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
     voxel_volume = abs(float(np.linalg.det(affine[:3, :3])))
     slab = max(1.0, FAT_FRACTION_SLAB_MM / float(np.linalg.norm(affine[:3, 2])))  # in slices
     rows = []
+    crossings = crossings or {}
     for level in levels.found:
-        position = levels.disc_slice[level]
-        k0 = int(np.clip(np.floor(position), 0, labels.shape[2] - 1))
-        k1 = min(k0 + 1, labels.shape[2] - 1)
-        weight = float(np.clip(position - k0, 0.0, 1.0)) if k1 != k0 else 0.0
-        near = [k for k in range(int(np.ceil(position - slab)), int(np.floor(position + slab)) + 1)
-                if 0 <= k < labels.shape[2]]
-        near_weights = [max(0.0, 1 - abs(k - position) / slab) for k in near]
         for (muscle, side), value in ROW_LABELS.items():
+            crossing = crossings.get((value, level))
+            position = levels.disc_slice[level] if crossing is None else crossing.slice
+            k0 = int(np.clip(np.floor(position), 0, labels.shape[2] - 1))
+            k1 = min(k0 + 1, labels.shape[2] - 1)
             if not any(np.any(labels[:, :, k] == value) for k in (k0, k1)):
                 continue  # not labelled at this disc: not measured, which is not a zero area
+            weight = float(np.clip(position - k0, 0.0, 1.0)) if k1 != k0 else 0.0
+            near = [k for k in range(int(np.ceil(position - slab)), int(np.floor(position + slab)) + 1)
+                    if 0 <= k < labels.shape[2]]
+            near_weights = [max(0.0, 1 - abs(k - position) / slab) for k in near]
             areas = [section_area(k, value) * pixel_area if np.any(labels[:, :, k] == value) else 0.0 for k in (k0, k1)]
-            csa = (1 - weight) * areas[0] + weight * areas[1]
+            csa = ((1 - weight) * areas[0] + weight * areas[1]) * (1.0 if crossing is None else crossing.factor)
             ff = fat_fraction(value, near, near_weights)
             rows.append(MuscleMeasure(muscle, side, level, round(float(csa), 1),
                                       round(float(csa * (1 - ff)), 1), round(float(ff), 4)))
@@ -155,17 +165,10 @@ def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
 
 
 def background_sigma(water: np.ndarray, fat: np.ndarray) -> tuple[float, float]:
-    """Rician sigma of each channel from the air around the body (Rayleigh: E[M^2] = 2 sigma^2).
-
-    The body is found on the smoothed total signal: on the raw one, noise peaks in the air
-    would pass the threshold and leave only the quieter air voxels, underestimating sigma.
-    """
-    total = ndimage.gaussian_filter(water + fat, 1.5)
-    body = ndimage.binary_fill_holes(total > 0.2 * np.percentile(total, 99))
-    air = ~ndimage.binary_dilation(body, iterations=3)
-    if air.sum() < 100:
-        return 0.0, 0.0
-    return (float(np.sqrt(np.mean(water[air] ** 2) / 2)), float(np.sqrt(np.mean(fat[air] ** 2) / 2)))
+    """Rician sigma of each channel (imaging.noise.estimate_noise: from the air around the body,
+    or inside the body where the background is masked to zero or absent)."""
+    estimate = estimate_noise(water, fat)
+    return estimate.water, estimate.fat
 
 
 def _mean_amplitude(magnitudes: np.ndarray, sigma: float) -> float:
