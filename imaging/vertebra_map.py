@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from imaging.conventions import VertebraConvention, vertebra_convention
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, VERTEBRAE
@@ -34,7 +34,7 @@ from lumbar_twin.errors import InputError
 
 #: One label value spanning more than this along the spine holds several vertebrae.
 MAX_VERTEBRA_EXTENT_MM = 50.0
-#: A labelled vertebra whose centre lies further than this from the column's (in-plane) is not one.
+#: A labelled vertebra whose centre lies further than this to the side of the column is not one.
 MAX_OFF_COLUMN_MM = 20.0
 #: A gap between consecutive labelled vertebrae this share of the median vertebra's extent or
 #: more holds an unlabelled vertebra (a disc is a third to half of a body's height).
@@ -155,13 +155,20 @@ def _check_extents(values, named, spacing_mm, source, convention_name) -> None:
 
 
 def _check_column(values, named, spacing_mm, source, convention_name) -> None:
-    """Each vertebra's in-plane centre near the column's (the median of all labelled centres)."""
-    centres = {name: np.array(ndimage.center_of_mass(values == value))[:2] * np.array(spacing_mm[:2])
+    """Each vertebra's centre near the column's line in the left-right direction: a robust
+    (Theil-Sen) line of the centres' left-right position against height, so that a tilted slab
+    or a scoliotic curve is followed; the anterior-posterior position is not used (lordosis moves
+    the mid-lumbar bodies 20-30 mm forward of the L1-S1 line)."""
+    if len(named) < 3:
+        return
+    centres = {name: np.array(ndimage.center_of_mass(values == value)) * np.array(spacing_mm)
                for name, value in named.items()}
-    column = np.median(np.array(list(centres.values())), axis=0)
+    x = np.array([c[0] for c in centres.values()])
+    z = np.array([c[2] for c in centres.values()])
+    slope, intercept, _, _ = stats.theilslopes(x, z)
     for name, centre in centres.items():
-        off = float(np.linalg.norm(centre - column))
-        if len(centres) >= 3 and off > MAX_OFF_COLUMN_MM:
+        off = float(abs(centre[0] - (intercept + slope * centre[2])))
+        if off > MAX_OFF_COLUMN_MM:
             raise InputError(source, f"value {named[name]} ({name} in the '{convention_name}' convention) lies {off:.0f} mm "
                                      "beside the spine's column: not a vertebra (a map of another convention? "
                                      "TotalSegmentator total_mr has iliac vessels at 26-29)")

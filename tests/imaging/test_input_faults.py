@@ -298,3 +298,43 @@ def test_no_check_fires_falsely_on_the_real_dixon_scan(tmp_path):
     assert provenance["muscle_axis_tilt_deg"] == {}
     assert provenance["noise_sigma"]["from"] == "inside the body"
     assert [w for w in provenance["warnings"] if "swapped" in w or "off axial" in w] == []
+
+
+# 6. vertebra label maps that break their convention (generators written blind to the reader) ------
+
+
+def test_total_mr_vertebrae_given_as_the_ct_convention_stop_naming_what_the_map_looks_like(ph, tmp_path, capsys):
+    """All vertebrae in 19 and iliac vessels at 26-29, read as TotalSegmentator's CT task (where
+    26-29 are S1..L3): the vessels are not taken for vertebrae."""
+    paths, truth = sf.totalseg_mr_vertebrae(tmp_path / "v", ph["vertebrae"])
+    err = stops(capsys, segment(ph["water"], ph["fat"], tmp_path / "out", paths["vertebrae"],
+                                "--vertebra-labels", "totalsegmentator"), paths["vertebrae"])
+    assert "beside the spine's column" in err or "spans" in err or "no vertebra of the convention" in err
+    # read in its own convention it is numbered from the sacrum right below the lowest disc
+    assert main(segment(ph["water"], ph["fat"], tmp_path / "ok", paths["vertebrae"],
+                        "--vertebra-labels", "totalsegmentator-total-mr")) == 0
+
+
+@pytest.mark.parametrize("extra_value", [0, 7])
+def test_a_transitional_vertebra_is_never_stretched_over(ph, tmp_path, capsys, extra_value):
+    """Six lumbar bodies, the one next to S1 unlabelled (0) or with a value the convention does
+    not have (7): the L5-S1 level would lie in the middle of a vertebral body; it stops."""
+    paths, truth = sf.transitional_vertebra(tmp_path / "t", ph["water"], ph["fat"], ph["vertebrae"],
+                                            extra_value=extra_value)
+    stops(capsys, segment(paths["water"], paths["fat"], tmp_path / "out", paths["vertebrae"]),
+          "between L5 and S1", "as long as a vertebral body")
+
+
+def test_vertebra_values_out_of_order_stop_listing_the_order(ph, tmp_path, capsys):
+    paths, truth = sf.vertebrae_out_of_order(tmp_path / "o", ph["vertebrae"], a=2, b=4)
+    stops(capsys, segment(ph["water"], ph["fat"], tmp_path / "out", paths["vertebrae"]),
+          "out of cranio-caudal order", "L4 (value 4)")
+
+
+# 7. muscle labels with left and right swapped -------------------------------------------------------
+
+
+def test_left_and_right_swapped_muscle_labels_stop(ph, tmp_path, capsys):
+    paths, truth = sf.muscle_sides_swapped(tmp_path / "s", ph["labels_truth"])
+    stops(capsys, segment(ph["water"], ph["fat"], tmp_path / "out", ph["vertebrae"], "--labels", str(paths["labels"]),
+                          "--label-map", str(ph["map"])), "across the spine's midline", "swapped")
