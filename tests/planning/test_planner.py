@@ -14,7 +14,9 @@ from twin.spec import LEVELS
 QUALITY_CASES = [
     ("trunk_extension", {"multifidus": 0.25}),
     ("isometric_hold", {"multifidus": 0.25}),
-    ("lateral_bend", {"erector_spinae": 0.15}),
+    # the obliques now carry more of the bend (fibres on their working range, docs/model.md): the
+    # sides' erector spinae means stay about 0.03 apart, 0.144/0.113 for a target of 0.13
+    ("lateral_bend", {"erector_spinae": 0.13}),
     ("axial_rotation", {"multifidus": 0.15}),
 ]
 
