@@ -99,6 +99,22 @@ def uncertainty_lines(result) -> list[str]:
     return lines
 
 
+def template_target_lines(result) -> list[str]:
+    """Which targeted groups rest, at some level and side, on the template or on an estimate
+    rather than on a measured row (twin.json's morphometry_use); nothing when all were measured."""
+    uses = getattr(result.twin, "morphometry_use", None) or []
+    lines = []
+    for target in result.plan.targets:
+        for kind in ("template", "estimated", "accepted_qc_fail"):
+            rows = [f"{u['side']} {u['level']}" for u in uses
+                    if u["muscle"] == target.group and u["side"] in target.sides and u["use"] == kind]
+            if rows:
+                what = {"template": "not measured: the template's", "estimated": "estimated from a merged class",
+                        "accepted_qc_fail": "measured but failed imaging QC (accepted)"}[kind]
+                lines.append(f"- {target.label} rests on rows {what} at {', '.join(rows)}.")
+    return ["", "The targets' muscles on MRI (twin.json, morphometry_use):", "", *lines] if lines else []
+
+
 def report_markdown(result) -> str:
     plan, v = result.plan, result.verification
     predicted, verified = result.prediction.peaks(), v.peak
@@ -118,6 +134,7 @@ def report_markdown(result) -> str:
     ]
     for label, value, left, right, ok in target_table(result.mean_activation(), plan.targets):
         lines.append(f"| {label} | {value:.3f} | {left:.3f} | {right:.3f} | {'yes' if ok else 'no'} |")
+    lines += template_target_lines(result)
     lines += [
         "",
         f"RMS target error over every frame: {result.rms_target_error():.4f}.",

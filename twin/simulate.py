@@ -27,6 +27,9 @@ class LoadedTwin:
     directory: Path
     #: twin.json's "uncertainty": the morphometry band and the plausible patients' muscle forces.
     uncertainty: dict = field(default_factory=dict)
+    #: twin.json's "morphometry_use": per imaged muscle, side and level, how it entered the twin
+    #: (measured, estimated, accepted_qc_fail or template; twin.morphometry_use).
+    morphometry_use: list = field(default_factory=list)
 
     def plausible_specs(self) -> dict[str, ModelSpec]:
         """The weakest and strongest plausible patient's specs (only muscle forces differ).
@@ -68,7 +71,8 @@ def load_twin(twin_dir: str | Path) -> LoadedTwin:
     if not spec.lumbar_rhythm or not spec.contacts:
         raise InputError(path, "made by an older lumbar-twin without lumbar rhythm or contacts; "
                                "rebuild it with `lumbar-twin build`", field="spec")
-    return LoadedTwin(spec, doc.get("patient", {}), twin_dir, doc.get("uncertainty") or {})
+    return LoadedTwin(spec, doc.get("patient", {}), twin_dir, doc.get("uncertainty") or {},
+                      doc.get("morphometry_use") or [])
 
 
 def simulate(twin: LoadedTwin | ModelSpec, flexion_deg: float = 0.0, lateral_deg: float = 0.0,

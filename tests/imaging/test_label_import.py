@@ -269,3 +269,28 @@ def test_t2_rows_carry_their_fat_fraction_caveat(tmp_path):
     reference = load_morphometry(dixon / "morphometry.json")
     for row in morph.muscles:  # CSA from the same labels: the same areas within border handling
         assert abs(row.csa_mm2 / reference.get(row.muscle, row.side, row.level).csa_mm2 - 1) < 0.08
+
+
+def test_the_plan_report_says_which_targets_rest_on_template_rows(tmp_path):
+    """A twin from the manual labels (erector spinae and multifidus at L2-L3..L4-L5 only): a plan
+    targeting the multifidus says, in report.md, where its rows came from the template."""
+    from planning.plan import Target
+    from planning.report import template_target_lines
+    from twin.simulate import load_twin
+
+    out = tmp_path / "seg"
+    assert main(["segment", *DIXON, "--label-map", str(REAL / "labels_manual.json"), "--out", str(out)]) == 0
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "DX-1", "sex": "male", "age": 30,
+                                   "height_m": 1.78, "mass_kg": 75.0, "morphometry": str(out / "morphometry.json")}))
+    assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
+
+    class Planned:  # what template_target_lines reads of a PlanResult
+        twin = load_twin(tmp_path / "twin")
+        plan = type("Plan", (), {"targets": (Target("multifidus", 0.25), Target("psoas", 0.1, "left"))})()
+
+    lines = template_target_lines(Planned)
+    assert "- multifidus rests on rows not measured: the template's at left L1-L2, left L5-S1, right L1-L2, " \
+           "right L5-S1." in lines
+    assert any(line.startswith("- psoas.left rests on rows not measured") and "left L3-L4" in line
+               and "right" not in line for line in lines)
