@@ -110,6 +110,11 @@ def test_totalsegmentator_total_mr_output_on_a_real_scan(tmp_path, capsys):
     assert "autochthon" in uses[("multifidus", "left", "L1-L2")]["note"]
     assert uses[("psoas", "right", "L1-L2")]["use"] == "estimated"
     assert uses[("psoas", "right", "L3-L4")]["use"] == "template"
+    # and on to a verified, exported, checked profile
+    assert main(["plan", str(tmp_path / "twin"), "--exercise", "trunk_extension", "--targets", "multifidus=0.25",
+                 "--trials", "30", "--out", str(tmp_path / "plan")]) == 0
+    assert main(["check", str(tmp_path / "plan" / "profile.json")]) == 0
+    assert "multifidus rests on rows" in (tmp_path / "plan" / "report.md").read_text()
 
 
 def test_total_mr_passed_as_per_vertebra_is_refused_with_what_the_map_looks_like(tmp_path, capsys):
