@@ -201,7 +201,10 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
             fat_method += "; " + T2_FAT_FRACTION_NOTE
             morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [T2_FAT_FRACTION_NOTE]
                                                     for m in morphometry.muscles}, "warn")
-    on_skin = labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing)
+    # the skin check needs the body's outline: on T2/PD stacks muscle is dark (about a tenth of
+    # fat's signal) and the field of view often narrower than the body, so it is not read there
+    on_skin = ({} if contrast is not None and contrast.weighting != "t1"
+               else labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing))
     failed = row_problems(morphometry)
     for m in morphometry.muscles:
         if (m.muscle, m.side) in on_skin:

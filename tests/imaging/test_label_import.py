@@ -235,6 +235,32 @@ def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
     assert "drawn on the erector spinae" in uses[("multifidus", "left", "L3-L4")]["note"]
 
 
+def test_the_real_t2_stack_with_musclemap_labels_reaches_a_checked_profile(tmp_path):
+    """The real axial T2 stack, MuscleMap's abdomen labels and a vertebra map drawn from the image
+    (README: about 80 % sure of the numbering): levels L4-L5 and L5-S1 (the stack ends at the
+    L3-L4 disc), every row marked for its approximate T2 fat fraction, the quadratus lumborum not
+    labelled at L5-S1 (it ends at the iliac crest) is not measured, and the twin goes on to a
+    verified, exported and checked profile."""
+    out = tmp_path / "seg"
+    assert main(["segment", "--image", str(REAL / "t2_subject2_image.nii.gz"), "--image-contrast", "t2",
+                 "--labels", str(REAL / "t2_subject2_labels_musclemap.nii.gz"), "--label-map", "musclemap-abdomen",
+                 "--vertebrae", str(REAL / "t2_subject2_vertebrae.nii.gz"), "--out", str(out)]) == 0
+    morph = load_morphometry(out / "morphometry.json")
+    assert morph.provenance["levels_found"] == ["L4-L5", "L5-S1"]
+    assert len(morph.muscles) == 14 and {m.qc for m in morph.muscles} == {"warn"}
+    assert morph.get("quadratus_lumborum", "left", "L5-S1") is None
+    assert any(line.startswith("quadratus_lumborum left at L5-S1") for line in morph.provenance["not_measured"])
+    for m in morph.muscles:  # lean, healthy-looking muscle at these levels
+        assert 300 < m.csa_mm2 < 2500 and 0.0 < m.fat_fraction < 0.2, m
+    patient = tmp_path / "patient.json"
+    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "T2-2", "sex": "female", "age": 45,
+                                   "height_m": 1.68, "mass_kg": 70.0, "morphometry": str(out / "morphometry.json")}))
+    assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
+    assert main(["plan", str(tmp_path / "twin"), "--exercise", "trunk_extension", "--targets", "multifidus=0.25",
+                 "--trials", "30", "--out", str(tmp_path / "plan")]) == 0
+    assert main(["check", str(tmp_path / "plan" / "profile.json")]) == 0
+
+
 def test_a_t2_stack_is_not_refused_for_its_contrast_but_asks_for_what_it_lacks(tmp_path, capsys):
     """The real axial T2 stack: no longer 'needs a T1-weighted image'; without a vertebra map
     its levels cannot be numbered (the marrow-disc contrast the image-based finder reads is T1's
