@@ -112,6 +112,9 @@ def template_target_lines(result) -> list[str]:
                 what = {"template": "not measured: the template's", "estimated": "estimated from a merged class",
                         "accepted_qc_fail": "measured but failed imaging QC (accepted)"}[kind]
                 lines.append(f"- {target.label} rests on rows {what} at {', '.join(rows)}.")
+    accepted = [f"{u['muscle']} {u['side']} {u['level']}" for u in uses if u["use"] == "accepted_qc_fail"]
+    if accepted:  # whatever the targets: the whole twin rests on them
+        lines.append(f"- The twin uses rows that failed imaging QC, accepted at build: {', '.join(accepted)}.")
     return ["", "The targets' muscles on MRI (twin.json, morphometry_use):", "", *lines] if lines else []
 
 

@@ -233,6 +233,18 @@ def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
     uses = {(u["muscle"], u["side"], u["level"]): u for u in json.loads((twin / "twin.json").read_text())["morphometry_use"]}
     assert uses[("multifidus", "left", "L3-L4")]["use"] == "accepted_qc_fail"
     assert "drawn on the erector spinae" in uses[("multifidus", "left", "L3-L4")]["note"]
+    from planning.plan import Target
+    from planning.report import template_target_lines
+    from twin.simulate import load_twin
+
+    built = load_twin(twin)
+
+    class Planned:  # what template_target_lines reads of a PlanResult; the report names the row
+        twin = built
+        plan = type("Plan", (), {"targets": (Target("psoas", 0.1),)})()
+
+    assert "- The twin uses rows that failed imaging QC, accepted at build: multifidus left L3-L4." in \
+        template_target_lines(Planned)
 
 
 def test_the_real_t2_stack_with_musclemap_labels_reaches_a_checked_profile(tmp_path):
