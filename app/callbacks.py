@@ -27,16 +27,20 @@ def register(app, context) -> None:
 
     @app.callback(Output("profile-status", "children"), Input("upload", "contents"), State("upload", "filename"),
                   State("sid", "data"), prevent_initial_call=True)
-    def upload(contents, filename, sid):
+    def upload(contents, filenames, sid):
+        """A profile.json, with its profile.csv beside it (both selected together)."""
         folder = Path(tempfile.mkdtemp(prefix="lumbar-twin-upload-"))
-        path = folder / "profile.json"
         try:
-            data = base64.b64decode(contents.split(",", 1)[1])
-            path.write_bytes(data)
+            for content, name in zip(contents, filenames):
+                (folder / Path(name).name).write_bytes(base64.b64decode(content.split(",", 1)[1]))
         except (ValueError, IndexError, AttributeError) as exc:
-            log.warning("upload %s refused: %s", filename, exc)
-            return f"{filename}: not a profile.json ({exc})"
-        return f"{filename}: " + load_profile(sessions.get(sid), path, context.twin_sha256)
+            log.warning("upload %s refused: %s", filenames, exc)
+            return f"upload refused: {exc}"
+        documents = sorted(folder.glob("*.json"))
+        if len(documents) != 1:
+            log.warning("upload %s refused: not one profile.json", filenames)
+            return "upload refused: select one profile.json (and its profile.csv)"
+        return f"{documents[0].name}: " + load_profile(sessions.get(sid), documents[0], context.twin_sha256)
 
     @app.callback(Output("prediction", "children"), Output("closest", "children"), Output("activation", "figure"),
                   Output("loads", "figure"), Output("error", "children"), Output("export-status", "children"),

@@ -41,7 +41,7 @@ def page(context, session_id: str):
         html.Div(["limits ", dcc.Input(id="limits", value="", debounce=True, size="40",
                                        placeholder="e.g. compression_N=2000,psoas=0.5")]),
         html.Div(id="session-limits"),
-        dcc.Upload(id="upload", children=html.Button("load a profile.json"), multiple=False),
+        dcc.Upload(id="upload", children=html.Button("load a profile.json (with its profile.csv)"), multiple=True),
         html.Div(id="profile-status"))
     whatif = _section(
         "What if",

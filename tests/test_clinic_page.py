@@ -125,3 +125,73 @@ def test_plan_whatif_export_and_check(server, browser, tmp_path):
     _wait_text(browser, "prediction", lambda t: "no profile yet" in t)
     browser.close()
     browser.switch_to.window(browser.window_handles[0])
+
+
+def _upload(driver, *paths):
+    field = WebDriverWait(driver, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, "input[type=file]"))
+    field.send_keys("\n".join(str(p) for p in paths))
+    return _wait_text(driver, "profile-status", lambda t: t != "")
+
+
+def test_bad_input_is_refused_on_the_page_and_the_server_keeps_running(server, browser, tmp_path, caplog):
+    """Runs after the plan test: it tampers with the profile that test downloaded."""
+    url, _ = server
+    exported = browser.downloads / "profile.json"
+    assert exported.is_file(), "test_plan_whatif_export_and_check downloads the profile this test tampers with"
+    doc = json.loads(exported.read_text())
+
+    # a profile whose CSV no longer matches its checksum
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    rows = (browser.downloads / doc["csv"]).read_text().splitlines()
+    rows[5] = ",".join(rows[5].split(",")[:-1] + ["1.0"])
+    (tampered / doc["csv"]).write_text("\n".join(rows) + "\n")
+    shutil.copy(exported, tampered / "profile.json")
+    browser.get(url)
+    status = _upload(browser, tampered / "profile.json", tampered / doc["csv"])
+    assert "profile refused" in status and ("sha256" in status or "checksum" in status), status
+    _wait_text(browser, "prediction", lambda t: "no profile yet" in t)
+
+    # a profile made for another twin: loads for what-if, cannot be exported
+    other = tmp_path / "other"
+    other.mkdir()
+    doc["provenance"]["twin_sha256"] = "0" * 64
+    (other / "profile.json").write_text(json.dumps(doc))
+    shutil.copy(browser.downloads / doc["csv"], other / doc["csv"])
+    browser.get(url)
+    assert "made for another twin" in _upload(browser, other / "profile.json", other / doc["csv"])
+    browser.find_element(By.ID, "export-json").click()
+    assert "made for another twin" in _wait_text(browser, "export-status", lambda t: "refused" in t)
+
+    # limits out of range: the page says so, nothing changes, the server keeps answering
+    limits = browser.find_element(By.ID, "limits")
+    limits.send_keys("compression_N=-5", Keys.ENTER)
+    assert "compression" in _wait_text(browser, "error", lambda t: "refused" in t)
+    assert any("what-if refused" in r.getMessage() for r in caplog.records)
+    browser.get(url)
+    _wait_text(browser, "prediction", lambda t: "no profile yet" in t)
+
+
+def test_cancel_stops_a_plan(server, browser):
+    url, _ = server
+    browser.get(url)
+    trials = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "trials"))
+    trials.clear()
+    trials.send_keys("2000")
+    browser.find_element(By.ID, "plan-start").click()
+    _wait_text(browser, "plan-state", lambda t: t.startswith("running"))
+    browser.find_element(By.ID, "plan-cancel").click()
+    _wait_text(browser, "plan-state", lambda t: t == "cancelled")
+    assert int(browser.find_element(By.ID, "progress").get_attribute("value") or 0) < 2000
+    browser.find_element(By.ID, "export-json").click()
+    assert "no profile yet" in _wait_text(browser, "export-status", lambda t: "refused" in t)
+
+
+def test_broken_twin_folder_is_named_on_the_page(tmp_path, caplog):
+    from app.server import create_app
+
+    app, context = create_app(tmp_path / "not-a-twin")
+    assert context.twin is None and "twin folder not found" in context.error
+    assert any("twin folder not found" in r.getMessage() for r in caplog.records)
+    layout = app.server.test_client().get("/_dash-layout")
+    assert layout.status_code == 200 and "twin folder not found" in layout.get_data(as_text=True)
