@@ -9,7 +9,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from dash import Input, Output, State, ctx, dcc, no_update
+from dash import Input, Output, State, ctx, dcc, html, no_update
 
 from app.figures import activation_figure, closest_limit, loads_figure
 from app.planjob import PlanJob
@@ -44,7 +44,7 @@ def register(app, context) -> None:
 
     @app.callback(Output("prediction", "children"), Output("closest", "children"), Output("activation", "figure"),
                   Output("loads", "figure"), Output("error", "children"), Output("export-status", "children"),
-                  Input("scale", "value"), Input("exercise", "value"), Input("targets", "value"),
+                  Output("session-limits", "children"), Input("scale", "value"), Input("exercise", "value"), Input("targets", "value"),
                   Input("limits", "value"), Input("profile-status", "children"), Input("plan-state", "children"),
                   State("sid", "data"))
     def predict(scale, exercise, targets, limits, _status, _plan, sid):
@@ -54,20 +54,22 @@ def register(app, context) -> None:
         refusal = export_refusal(session, float(scale or 0), overlay_changed)
         export_text = "exportable: verified and unchanged" if refusal is None else f"export refused: {refusal}"
         if session.profile is None:
-            return "no profile yet: plan one below or load a profile.json", "", {}, {}, "", export_text
+            return "no profile yet: plan one below or load a profile.json", "", {}, {}, "", export_text, ""
         try:
             w = what_if(context.twin, session.profile, exercise, float(scale or 0),
                         command_line_overlay(targets or None, limits or None))
         except LumbarTwinError as exc:
             log.warning("what-if refused: %s", exc)
-            return no_update, no_update, no_update, no_update, f"what-if refused: {exc}", f"export refused: {exc}"
+            return (no_update, no_update, no_update, no_update, f"what-if refused: {exc}", f"export refused: {exc}",
+                    no_update)
         lines = [f"{label}: target {value:.3f}, left {left:.3f}, right {right:.3f} ({'on' if ok else 'off'} target)"
                  for label, value, left, right, ok in target_table(w.mean_activation, w.plan.targets)]
         lines += [f"DEVICE: {p}" for p in w.device_problems] + [f"LIMIT: {b}" for b in w.breaches]
         if not (w.device_problems or w.breaches):
             lines.append("within every limit")
         return ([dcc.Markdown("  \n".join(lines))], closest_limit(w.evaluation, w.plan),
-                activation_figure(w.evaluation), loads_figure(w.evaluation, w.plan), "", export_text)
+                activation_figure(w.evaluation), loads_figure(w.evaluation, w.plan), "", export_text,
+                _limits_text(w.plan, session.profile))
 
     @app.callback(Output("tick", "disabled"), Output("plan-state", "children", allow_duplicate=True),
                   Input("plan-start", "n_clicks"), Input("plan-cancel", "n_clicks"),
@@ -126,6 +128,16 @@ def register(app, context) -> None:
             json.loads(session.profile.read_text())["csv"])
         log.info("exported %s", path)
         return dcc.send_file(str(path)), f"exported {path.name}"
+
+
+def _limits_text(plan, profile) -> list:
+    lim, dev = plan.limits, plan.device
+    return [html.Div(f"limits: compression {', '.join(f'{lv} {v:.0f} N' for lv, v in lim.compression_N.items())}; "
+                     f"AP shear {min(lim.ap_shear_N.values()):.0f} N; reserve share {lim.reserve_share:g}"
+                     + "".join(f"; {g} activation <= {c:g}" for g, c in lim.activation.items())),
+            html.Div(f"device: max force {dev.max_force_N:g} N, max rate {dev.max_rate_N_per_s:g} N/s, "
+                     f"cone {dev.cone_deg:g} deg, {dev.rate_hz:g} Hz"),
+            html.Div(f"current profile: {profile}")]
 
 
 def _profile_value(session, key):

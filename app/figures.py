@@ -12,8 +12,10 @@ def loads_figure(evaluation, plan) -> go.Figure:
     fig = go.Figure()
     for k, level in enumerate(plan.limits.compression_N):
         fig.add_trace(go.Scatter(x=evaluation.times_s, y=evaluation.compression_N[:, k], name=level, mode="lines"))
-        fig.add_hline(y=plan.limits.compression_N[level], line_dash="dash", line_color="red",
-                      annotation_text=f"limit {level}" if k == 0 else None)
+    caps = plan.limits.compression_N
+    for cap in sorted(set(caps.values())):  # one line per distinct limit, naming its levels
+        levels = ", ".join(lv for lv, c in caps.items() if c == cap)
+        fig.add_hline(y=cap, line_dash="dash", line_color="red", annotation_text=f"limit {cap:.0f} N ({levels})")
     fig.update_layout(title="compression per level over the cycle", xaxis_title="time (s)",
                       yaxis_title="compression (N)", height=340, margin=dict(l=50, r=20, t=40, b=40))
     return fig
@@ -60,4 +62,6 @@ def closest_limit(evaluation, plan) -> str:
         if peak / cap > best[1]:
             best = (f"{group} activation cap", peak / cap, peak, cap)
     name, ratio, peak, cap = best
-    return f"closest limit: {name}: {peak:.3g} of {cap:.3g} ({ratio:.0%})"
+    unit = "" if "activation" in name else " N"
+    digits = ".2f" if "activation" in name else ".0f"
+    return f"closest limit: {name}: {peak:{digits}}{unit} of {cap:{digits}}{unit} ({ratio:.0%})"
