@@ -75,7 +75,11 @@ def make_server(source: str | Path, port: int = 8050):
 
 
 def serve(source: str | Path, port: int = 8050) -> int:
+    import signal
+
     server, context = make_server(source, port)
+    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"lumbar-twin clinic page for {context.subject or '(no twin)'}: http://{HOST}:{server.server_port}/ "
           "(Ctrl-C stops it)", flush=True)
     if context.error:

@@ -195,3 +195,21 @@ def test_broken_twin_folder_is_named_on_the_page(tmp_path, caplog):
     assert any("twin folder not found" in r.getMessage() for r in caplog.records)
     layout = app.server.test_client().get("/_dash-layout")
     assert layout.status_code == 200 and "twin folder not found" in layout.get_data(as_text=True)
+
+
+def test_serve_prints_its_loopback_address_and_stops_cleanly_on_ctrl_c(sample_twin):
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen([sys.executable, "-m", "planning.cli", "serve", str(sample_twin.directory), "--port", "0"],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = process.stdout.readline()
+        address = first.split("http://", 1)[1].split("/", 1)[0]
+        assert address.startswith("127.0.0.1:"), first
+        assert urllib.request.urlopen(f"http://{address}/", timeout=10).status == 200
+        process.send_signal(signal.SIGINT)
+        out = process.communicate(timeout=20)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0 and "clinic page stopped" in out and "Traceback" not in out
