@@ -163,6 +163,12 @@ def _parser() -> argparse.ArgumentParser:
     wi.add_argument("--out", default="whatif.png", help="picture to write (default whatif.png)")
     wi.set_defaults(run=_run_whatif)
 
+    sv = commands.add_parser("serve", help="the clinic page: what-if, plan and export in a browser, on 127.0.0.1",
+                             description="Serve the clinic page for a twin on http://127.0.0.1:PORT/ (Ctrl-C stops it).")
+    sv.add_argument("twin", help="twin folder, or a patient file (built into a temporary twin)")
+    sv.add_argument("--port", type=int, default=8050, help="port (default 8050; 0 picks a free one)")
+    sv.set_defaults(run=_run_serve)
+
     demo = commands.add_parser(
         "demo", help="the whole pipeline on a synthetic patient, with a report",
         description="Phantom MRI -> segmentation -> patient twin -> plan -> verification -> device files, "
@@ -424,6 +430,13 @@ def _run_demo(args: argparse.Namespace) -> int:
              trials=args.trials)
     print(f"demo done in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from app.server import serve
+
+    logging.getLogger("lumbar_twin.app").setLevel(logging.INFO)
+    return serve(args.twin, args.port)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -1,0 +1,67 @@
+"""A plan run from the page: `lumbar-twin plan` in a child process, so the page stays answerable
+and Cancel can stop it at once; progress is the trial count read from its optuna storage.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+
+log = logging.getLogger("lumbar_twin.app")
+
+
+class PlanJob:
+    """One `lumbar-twin plan` run into its own folder (`out`), with a SQLite optuna storage."""
+
+    def __init__(self, twin_dir: Path, trials: int, exercise: str, targets: str, limits: str = ""):
+        self.folder = Path(tempfile.mkdtemp(prefix="lumbar-twin-plan-"))
+        self.out = self.folder / "plan"
+        self.trials = trials
+        self.storage = f"sqlite:///{self.folder / 'study.db'}"
+        command = [sys.executable, "-m", "planning.cli", "plan", str(twin_dir), "--exercise", exercise,
+                   "--trials", str(trials), "--storage", self.storage, "--study", "clinic", "--out", str(self.out)]
+        if targets:
+            command += ["--targets", targets]
+        if limits:
+            command += ["--limits", limits]
+        self.log_path = self.folder / "plan.log"
+        self._log = open(self.log_path, "w")
+        log.info("plan: %s", " ".join(command))
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        self.cancelled = False
+
+    def trials_done(self) -> int:
+        try:
+            study = optuna.load_study(study_name="clinic", storage=self.storage)
+            return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+        except Exception:  # the child has not created the study yet
+            return 0
+
+    @property
+    def state(self) -> str:
+        """running, cancelled, done or failed."""
+        code = self.process.poll()
+        if code is None:
+            return "running"
+        self._log.close()
+        if self.cancelled:
+            return "cancelled"
+        return "done" if code == 0 and (self.out / "profile.json").is_file() else "failed"
+
+    def cancel(self) -> None:
+        if self.process.poll() is None:
+            self.cancelled = True
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            log.info("plan cancelled")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+
+    @property
+    def profile(self) -> Path:
+        return self.out / "profile.json"
