@@ -31,6 +31,14 @@ T1 = ["--image", str(REAL / "t1_subject3_image.nii.gz"),
       "--labels", str(REAL / "t1_subject3_labels_totalsegmentator.nii.gz"), "--label-map", "totalsegmentator-total-mr"]
 
 
+def patient_file(tmp_path: Path, seg: Path, pseudonym: str, sex: str, age: int, height_m: float, mass_kg: float) -> Path:
+    """A patient file whose morphometry is `seg`/morphometry.json."""
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": pseudonym, "sex": sex, "age": age,
+                                "height_m": height_m, "mass_kg": mass_kg, "morphometry": str(seg / "morphometry.json")}))
+    return path
+
+
 def one_line_error(capsys, out: Path, *expected: str) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -50,9 +58,7 @@ def test_manual_labels_of_two_muscles_give_rows_for_those_only(tmp_path):
     assert {m.level for m in morph.muscles} == {"L2-L3", "L3-L4", "L4-L5"}
     assert all(m.csa_mm2 > 300 and m.qc == "pass" for m in morph.muscles)
     assert morph.provenance["not_measured"] == [] and morph.provenance["levels_missing"] == ["L1-L2", "L5-S1"]
-    patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "DX-1", "sex": "male", "age": 30,
-                                   "height_m": 1.78, "mass_kg": 75.0, "morphometry": str(out / "morphometry.json")}))
+    patient = patient_file(tmp_path, out, "DX-1", "male", 30, 1.78, 75.0)
     assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
     uses = {(u["muscle"], u["side"], u["level"]): u["use"]
             for u in json.loads((tmp_path / "twin" / "twin.json").read_text())["morphometry_use"]}
@@ -100,9 +106,7 @@ def test_totalsegmentator_total_mr_output_on_a_real_scan(tmp_path, capsys):
     assert "user's anchor (lowest disc L1-L2)" in morph.provenance["levels_from"]
     autochthon = morph.get("autochthon", "left", "L1-L2")
     assert 1000 < autochthon.csa_mm2 < 3500  # both back muscles of one side at L1-L2
-    patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "TS-3", "sex": "male", "age": 40,
-                                   "height_m": 1.75, "mass_kg": 80.0, "morphometry": str(out / "morphometry.json")}))
+    patient = patient_file(tmp_path, out, "TS-3", "male", 40, 1.75, 80.0)
     assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
     uses = {(u["muscle"], u["side"], u["level"]): u for u in
             json.loads((tmp_path / "twin" / "twin.json").read_text())["morphometry_use"]}
@@ -222,9 +226,7 @@ def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
     row = next(m for m in document["muscles"] if (m["muscle"], m["side"], m["level"]) == ("multifidus", "left", "L3-L4"))
     row.update(qc="fail", qc_reasons=["multifidus left at L3-L4: drawn on the erector spinae (reader's note)"])
     (out / "morphometry.json").write_text(json.dumps(document))
-    patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "DX-1", "sex": "male", "age": 30,
-                                   "height_m": 1.78, "mass_kg": 75.0, "morphometry": str(out / "morphometry.json")}))
+    patient = patient_file(tmp_path, out, "DX-1", "male", 30, 1.78, 75.0)
     twin = tmp_path / "twin"
     assert main(["build", str(patient), "--out", str(twin)]) == 2
     one_line_error(capsys, twin, "multifidus left at L3-L4 failed QC", "--accept-qc-fail")
@@ -264,9 +266,7 @@ def test_the_real_t2_stack_with_musclemap_labels_reaches_a_checked_profile(tmp_p
     assert any(line.startswith("quadratus_lumborum left at L5-S1") for line in morph.provenance["not_measured"])
     for m in morph.muscles:  # lean, healthy-looking muscle at these levels
         assert 300 < m.csa_mm2 < 2500 and 0.0 < m.fat_fraction < 0.2, m
-    patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "T2-2", "sex": "female", "age": 45,
-                                   "height_m": 1.68, "mass_kg": 70.0, "morphometry": str(out / "morphometry.json")}))
+    patient = patient_file(tmp_path, out, "T2-2", "female", 45, 1.68, 70.0)
     assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
     assert main(["plan", str(tmp_path / "twin"), "--exercise", "trunk_extension", "--targets", "multifidus=0.25",
                  "--trials", "30", "--out", str(tmp_path / "plan")]) == 0
@@ -323,9 +323,7 @@ def test_the_plan_report_says_which_targets_rest_on_template_rows(tmp_path):
 
     out = tmp_path / "seg"
     assert main(["segment", *DIXON, "--label-map", str(REAL / "labels_manual.json"), "--out", str(out)]) == 0
-    patient = tmp_path / "patient.json"
-    patient.write_text(json.dumps({"schema": "lumbar-twin/patient@1", "id": "DX-1", "sex": "male", "age": 30,
-                                   "height_m": 1.78, "mass_kg": 75.0, "morphometry": str(out / "morphometry.json")}))
+    patient = patient_file(tmp_path, out, "DX-1", "male", 30, 1.78, 75.0)
     assert main(["build", str(patient), "--out", str(tmp_path / "twin")]) == 0
 
     class Planned:  # what template_target_lines reads of a PlanResult
