@@ -67,8 +67,8 @@ def _level_status(morphometry: Morphometry, level: str) -> str:
     for status in ("fail", "warn"):
         rows = [f"{m.muscle.replace('_', ' ')} {m.side[0].upper()}" for m in morphometry.muscles
                 if m.level == level and m.qc == status]
-        if rows:
-            parts.append(f"{status}: {', '.join(rows)}")
+        if rows:  # more than three would run over the neighbouring panel's title
+            parts.append(f"{status}: {', '.join(rows)}" if len(rows) <= 3 else f"{status}: {len(rows)} rows")
     return "; ".join(parts) or "pass"
 
 
