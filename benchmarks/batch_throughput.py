@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from lumbar_twin import DATA_DIR
-from planning.batch import run_batch
+from app.batch import run_batch
 
 ROWS = [
     ("patient.json", "", "", "trunk_extension", "multifidus=0.25"),

@@ -55,10 +55,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="clinic-bench-"))
-    subprocess.run([sys.executable, "-m", "planning.cli", "build", str(REPO / "data/sample/patient.json"),
+    subprocess.run([sys.executable, "-m", "app.cli", "build", str(REPO / "data/sample/patient.json"),
                     "--out", str(work / "twin")], cwd=REPO, check=True, capture_output=True)
     port = _free_port()
-    server = subprocess.Popen(["taskset", "-c", "0,1", sys.executable, "-m", "planning.cli", "serve", str(work / "twin"),
+    server = subprocess.Popen(["taskset", "-c", "0,1", sys.executable, "-m", "app.cli", "serve", str(work / "twin"),
                                "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     print(server.stdout.readline().strip())
     options = webdriver.ChromeOptions()

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(CHROMEDRIVER is None or shutil.which("chromium")
 
 @pytest.fixture(scope="module")
 def server(sample_twin):
-    from app.server import make_server
+    from app.clinic.server import make_server
 
     srv, context = make_server(sample_twin.directory, port=0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -115,7 +115,7 @@ def test_plan_whatif_export_and_check(server, browser, tmp_path):
     while time.time() < deadline and not ((browser.downloads / "profile.json").is_file()
                                           and (browser.downloads / "profile.csv").is_file()):
         time.sleep(0.2)
-    checked = subprocess.run([sys.executable, "-m", "planning.cli", "check", str(browser.downloads / "profile.json")],
+    checked = subprocess.run([sys.executable, "-m", "app.cli", "check", str(browser.downloads / "profile.json")],
                              cwd=REPO, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
 
@@ -188,7 +188,7 @@ def test_cancel_stops_a_plan(server, browser):
 
 
 def test_broken_twin_folder_is_named_on_the_page(tmp_path, caplog):
-    from app.server import create_app
+    from app.clinic.server import create_app
 
     app, context = create_app(tmp_path / "not-a-twin")
     assert context.twin is None and "twin folder not found" in context.error
@@ -201,7 +201,7 @@ def test_serve_prints_its_loopback_address_and_stops_cleanly_on_ctrl_c(sample_tw
     import signal
     import urllib.request
 
-    process = subprocess.Popen([sys.executable, "-m", "planning.cli", "serve", str(sample_twin.directory), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", str(sample_twin.directory), "--port", "0"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         first = process.stdout.readline()

@@ -2,7 +2,7 @@
 verified, checked device profile, and index.html shows both."""
 import pytest
 
-from planning.demo import run_demo
+from app.demo import run_demo
 
 
 @pytest.mark.slow

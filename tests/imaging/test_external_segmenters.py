@@ -13,7 +13,7 @@ import pytest
 
 from imaging.external import segmenters
 from imaging.morphometry import load_morphometry
-from planning.cli import main
+from app.cli import main
 
 REAL = Path(__file__).parents[1] / "data" / "realmri"
 

@@ -14,7 +14,7 @@ from imaging.quantify import quantify
 from imaging.segment import segment
 from imaging.single_contrast import prepare
 from lumbar_twin.errors import InputError
-from planning.cli import main
+from app.cli import main
 
 #: Disc planes found within this distance (mm) of the truth along the slice axis (5 mm slices).
 DISC_TOLERANCE_MM = 3.0

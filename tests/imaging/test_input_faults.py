@@ -17,7 +17,7 @@ from imaging.pipeline import run_segmentation
 from imaging.quantify import FAT_FRACTION_SLAB_MM, quantify
 from imaging.water_fat_swap import FLAG
 from lumbar_twin.errors import InputError
-from planning.cli import main
+from app.cli import main
 from tests.imaging import scanner_faults as sf
 
 

@@ -19,7 +19,7 @@ from imaging.morphometry import load_morphometry
 from imaging.pipeline import import_labels
 from imaging.vertebra_map import to_default_convention
 from lumbar_twin.errors import InputError
-from planning.cli import main
+from app.cli import main
 
 REAL = Path(__file__).parents[1] / "data" / "realmri"
 DIXON = ["--water", str(REAL / "dixon_subject1_water.nii.gz"), "--fat", str(REAL / "dixon_subject1_fat.nii.gz"),

@@ -13,7 +13,7 @@ from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.body import body_outline
 from imaging.plausibility import labels_on_skin
-from planning.cli import main
+from app.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realmri"
 FILES = {part: DATA / f"dixon_subject1_{part}.nii.gz" for part in ("water", "fat", "vertebrae", "labels_manual")}

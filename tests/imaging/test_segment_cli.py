@@ -11,7 +11,7 @@ from imaging.body import body_outline
 from imaging.labels import MUSCLE_LABELS
 from imaging.morphometry import load_morphometry
 from imaging.phantom import write_phantom
-from planning.cli import main
+from app.cli import main
 from twin.patient import load_patient
 
 

@@ -11,7 +11,7 @@ def loaded_twin(sample_twin):
 @pytest.fixture(scope="session")
 def exported_plan(loaded_twin, tmp_path_factory):
     """One plan through the command line: trunk extension, multifidus 0.25, ros2 files too."""
-    from planning.cli import main
+    from app.cli import main
 
     out = tmp_path_factory.mktemp("plan")
     assert main(["plan", str(loaded_twin.directory), "--exercise", "trunk_extension", "--targets", "multifidus=0.25",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planning.batch import read_manifest, run_batch
+from app.batch import read_manifest, run_batch
 from lumbar_twin.errors import InputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_manifest_faults_name_the_file_and_line(tmp_path):
 def test_a_killed_batch_resumes_keeping_finished_items_and_isolating_the_bad_one(tmp_path):
     manifest = _manifest(tmp_path, [GOOD_A, BAD_B, GOOD_C])
     out = tmp_path / "batch"
-    command = [sys.executable, "-m", "planning.cli", "batch", str(manifest), "--out", str(out)]
+    command = [sys.executable, "-m", "app.cli", "batch", str(manifest), "--out", str(out)]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished = out / "items" / "A" / "result.json"
     deadline = time.time() + 120
@@ -131,7 +131,7 @@ def test_two_planning_workers_share_one_postgresql_study(postgres_url, loaded_tw
     trials, targets = 40, {"multifidus": 0.25}
     single = make_plan(loaded_twin, plan_for(loaded_twin, exercise="trunk_extension", targets=targets,
                                              search={"trials": trials}), opensim_verification=False)
-    command = [sys.executable, "-m", "planning.cli", "plan", str(loaded_twin.directory), "--exercise",
+    command = [sys.executable, "-m", "app.cli", "plan", str(loaded_twin.directory), "--exercise",
                "trunk_extension", "--targets", "multifidus=0.25", "--trials", str(trials), "--storage", postgres_url,
                "--study", "shared"]
     workers = [subprocess.Popen(command + ["--out", str(tmp_path / f"w{k}")], stdout=subprocess.PIPE,

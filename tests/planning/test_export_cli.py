@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from lumbar_twin.fileio import sha256_file
-from planning.cli import main
+from app.cli import main
 from planning.export import CSV_HEADER, SCHEMA, check_profile
 
 

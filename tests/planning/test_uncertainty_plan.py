@@ -50,7 +50,7 @@ def test_a_profile_safe_at_the_point_estimate_but_not_for_the_weakest_plausible_
 
 
 def test_uncertainty_none_is_written_into_the_profile_and_check_refuses_it_for_a_device(loaded_twin, tmp_path, capsys):
-    from planning.cli import main
+    from app.cli import main
 
     out = tmp_path / "plan"
     assert main(["plan", str(loaded_twin.directory), "--exercise", "isometric_hold", "--targets", "multifidus=0.2",

@@ -36,7 +36,7 @@ def test_the_headline_is_the_largest_shortfall_in_newton_metres_not_the_largest_
 
 
 def test_simulate_headlines_the_flexion_shortfall_of_a_weak_patient(weak_twin, capsys):
-    from planning.cli import main
+    from app.cli import main
 
     assert main(["simulate", str(weak_twin.directory), "--flexion", "30"]) == 0
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ import opensim as osim
 import pytest
 
 from lumbar_twin.fileio import sha256_file
-from planning.cli import main
+from app.cli import main
 from tests.conftest import SAMPLE_PATIENT
 
 
@@ -143,7 +143,7 @@ def test_existing_output_is_untouched_by_a_failed_build(tmp_path):
 
 def test_console_script_exits_2_without_traceback(tmp_path):
     path, _ = write_patient(tmp_path, height_m=0.5)
-    run = subprocess.run([sys.executable, "-m", "planning.cli", "build", str(path), "--out", str(tmp_path / "o")],
+    run = subprocess.run([sys.executable, "-m", "app.cli", "build", str(path), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from planning.cli import main
+from app.cli import main
 from twin.simulate import load_twin, simulate
 from twin.spec import GROUPS, LEVELS
 from twin.statics import ExternalLoad, StaticsResult

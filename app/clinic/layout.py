@@ -5,7 +5,7 @@ import base64
 
 from dash import dash_table, dcc, html
 
-from app.figures import strength_figure
+from app.clinic.figures import strength_figure
 
 
 def _section(title, *children):
@@ -13,7 +13,7 @@ def _section(title, *children):
 
 
 def page(context, session_id: str):
-    """`context`: app.server.Context (the loaded twin or the reason it did not load)."""
+    """`context`: app.clinic.server.Context (the loaded twin or the reason it did not load)."""
     header = [html.H1("lumbar-twin clinic page"), dcc.Store(id="sid", data=session_id),
               html.Div(id="error", role="alert", style={"color": "#b00020", "fontWeight": "bold"},
                        children=context.error or "")]

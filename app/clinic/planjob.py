@@ -22,7 +22,7 @@ class PlanJob:
         self.out = self.folder / "plan"
         self.trials = trials
         self.storage = f"sqlite:///{self.folder / 'study.db'}"
-        command = [sys.executable, "-m", "planning.cli", "plan", str(twin_dir), "--exercise", exercise,
+        command = [sys.executable, "-m", "app.cli", "plan", str(twin_dir), "--exercise", exercise,
                    "--trials", str(trials), "--storage", self.storage, "--study", "clinic", "--out", str(self.out)]
         if targets:
             command += ["--targets", targets]

@@ -421,7 +421,7 @@ def _run_whatif(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     import opensim
 
-    from planning.demo import run_demo
+    from app.demo import run_demo
     from planning.plan import command_line_overlay
 
     opensim.Logger.setLevelString("warn")
@@ -433,14 +433,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from app.server import serve
+    from app.clinic.server import serve
 
     logging.getLogger("lumbar_twin.app").setLevel(logging.INFO)
     return serve(args.twin, args.port)
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from planning.batch import run_batch
+    from app.batch import run_batch
 
     if args.workers < 1:
         raise LumbarTwinError(f"--workers must be at least 1, not {args.workers}")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from dash import Input, Output, State, ctx, dcc, html, no_update
 
-from app.figures import activation_figure, closest_limit, loads_figure
-from app.planjob import PlanJob
-from app.session import export_refusal, load_profile
+from app.clinic.figures import activation_figure, closest_limit, loads_figure
+from app.clinic.planjob import PlanJob
+from app.clinic.session import export_refusal, load_profile
 from lumbar_twin.errors import LumbarTwinError
 from planning.plan import command_line_overlay
 from planning.report import target_table

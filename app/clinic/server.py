@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.session import Sessions
+from app.clinic.session import Sessions
 from lumbar_twin.errors import LumbarTwinError
 
 log = logging.getLogger("lumbar_twin.app")
@@ -52,7 +52,7 @@ def load_context(source: str | Path) -> Context:
 def create_app(source: str | Path):
     import dash
 
-    from app import callbacks, layout
+    from app.clinic import callbacks, layout
 
     context = load_context(source)
     app = dash.Dash(__name__, title="lumbar-twin clinic", serve_locally=True, update_title=None)
