@@ -48,6 +48,9 @@ class Item:
     fields: dict[str, str]  # manifest row, paths made absolute
     out_dir: str  # the batch folder
     storage: str | None = None
+    #: Processes for OpenSim's re-solve of this item's plan (None: the machine's cores); 1 when
+    #: items already run side by side in worker processes or on Dask.
+    opensim_workers: int | None = None
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
@@ -91,7 +94,8 @@ def run_batch(manifest: str | Path, out_dir: str | Path, workers: int = 1, stora
         if done.is_file():
             summary[row["id"]] = {**read_json(done), "status": "done (earlier run)"}
         else:
-            pending.append(Item(row["id"], row, str(out), storage))
+            pending.append(Item(row["id"], row, str(out), storage,
+                                opensim_workers=1 if workers > 1 or dask_address else None))
     say(f"batch {manifest}: {len(rows)} items, {len(rows) - len(pending)} finished earlier, {len(pending)} to run "
         f"on {'Dask at ' + dask_address if dask_address else f'{workers} worker process(es)'}")
     for k, result in enumerate(_execute(pending, workers, dask_address), start=1):
@@ -193,7 +197,7 @@ def _plan_item(item: Item, stage: Path) -> dict:
     search = {k: f[k] for k in ("trials", "seed") if f.get(k)}
     plan = plan_for(twin, exercise=f["exercise"], **overlay, search=search)
     study = f"{item.id}-{plan.sha256()[:12]}" if item.storage else None
-    result = make_plan(twin, plan, storage=item.storage, study=study)
+    result = make_plan(twin, plan, storage=item.storage, study=study, opensim_workers=item.opensim_workers)
     write_plan(result, stage / "plan")
     means = result.mean_activation()
     peak = result.verification.peak

@@ -26,7 +26,7 @@ import opensim as osim
 from lumbar_twin import DATA_DIR
 from twin.build import build_twin
 from twin.posture import posture
-from planning.opensim_verify import CONVERGENCE, states_file
+from planning.opensim_solve import CONVERGENCE, states_file
 from twin.statics import RESERVE_WEIGHT, Statics
 
 RESERVE_OPTIMAL_FORCE_NM = 1.0  # OpenSim reserves: control x 1 N m, so reserves are expensive
@@ -144,7 +144,9 @@ def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory, reserve
     tool.setModelFilename(str(with_reserves))
     if states:
         model.initSystem()
-        tool.setStatesFileName(str(states_file(tmp, model, spec, np.asarray(times), trajectory)))
+        poses = np.array([[pose.get(c, 0.0) for c in spec.coordinate_names] for pose in trajectory])
+        tool.setStatesFileName(str(states_file(tmp, model, spec.coordinate_names, spec.fascicle_names,
+                                               np.asarray(times), poses)))
     else:
         tool.setCoordinatesFileName(str(motion))
     tool.setLowpassCutoffFrequency(-1)

@@ -3,7 +3,7 @@
 The two-engine check (planning/verify.py) shares the static optimisation and the load code
 with the search; only kinematics differ, so it checks the models, not the numbers. This module
 re-solves the profile on the exported model.osim with a separate code path, OpenSim's own
-AnalyzeTool:
+AnalyzeTool (planning/opensim_solve.py):
 
 1. StaticOptimization (IPOPT) over the chosen device samples, with the robot's force as an
    ExternalForce on the contact body at the pad point (both in that body's frame), and
@@ -13,24 +13,17 @@ AnalyzeTool:
 2. JointReaction over the same samples, fed an actuator-only forces file, giving each level's
    reaction force on the upper vertebra in its own frame: compression, AP and lateral shear.
 
-Measured pitfalls (docs/planning.md, shared NOTES): the states file gives every speed zero
-(quasi-static, as the toolkit; a coordinates file makes StaticOptimization differentiate
-splines into velocities and accelerations); IPOPT's convergence criterion 1e-6 (1e-8 sometimes
-reports failure with balanced accelerations); StaticOptimization needs at least 6 frames; in
-OpenSim 4.6 JointReaction reads a forces file's first n-actuator columns but looks each actuator
-up by its position in the whole file, and StaticOptimization's own file lists the joint springs
-first, so it is rewritten with actuators only.
-
 StaticOptimization sets each muscle's force to activation x active fibre force (rigid tendon,
 no passive fibre force, force-velocity 1 at zero speed): the toolkit's quasi-static model, so
 the two agree to the solvers' tolerance (about 0.2 N compression and 2e-4 activation measured
 on the sample twin), and the tolerances below (1 % compression, 0.005 activation) catch a real
-disagreement. About 70 ms a frame on a 124-muscle twin.
+disagreement. About 70 ms a frame on a 124-muscle twin; the frames of every patient (point
+estimate, weakest and strongest plausible) are split into runs solved in worker processes.
 """
 from __future__ import annotations
 
-import tempfile
-import time
+import multiprocessing
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +31,7 @@ import numpy as np
 import opensim as osim
 
 from lumbar_twin.errors import LumbarTwinError
+from planning.opensim_solve import MIN_FRAMES, SolveRun, solve_in_processes
 from planning.evaluate import Evaluation
 from planning.plan import Plan
 from planning.verify import limit_breaches
@@ -50,8 +44,11 @@ COMPRESSION_TOLERANCE = 0.01
 ACTIVATION_TOLERANCE = 0.005
 #: Frames spread evenly over the cycle (the search engine's peak frames are added to them).
 UNIFORM_FRAMES = 24
-#: IPOPT convergence criterion (1e-8 sometimes fails with balanced accelerations; NOTES.md).
-CONVERGENCE = 1e-6
+#: The same for the weakest and strongest plausible patient: their re-solve is there to hold
+#: the limits, which bind at the peak frames; agreement over the cycle is a property of the
+#: model and the solvers, shown on the point estimate with the same model.osim. Six is
+#: StaticOptimization's minimum run.
+BAND_UNIFORM_FRAMES = 6
 #: Reserve optimal force so that OpenSim's (r / F_opt)^2 equals the toolkit's w r^2.
 RESERVE_OPTIMAL_FORCE_NM = 1.0 / np.sqrt(RESERVE_WEIGHT)
 
@@ -93,10 +90,18 @@ def verification_frames(claimed: Evaluation, plan: Plan, uniform: int = UNIFORM_
     return np.unique(np.clip(picks, 0, n - 1))
 
 
+def default_workers() -> int:
+    """Worker processes for the re-solve: the machine's cores (at most 4); 1 inside a daemonic
+    process (a multiprocessing pool's or a Dask worker's), which may not start children."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def verify_with_opensim(model_path: str | Path, spec: ModelSpec, plan: Plan, poses: list[dict[str, float]],
                         forces_N: np.ndarray, claimed: Evaluation, net_moments_Nm: np.ndarray,
                         frames: np.ndarray | None = None, max_isometric_force_N: np.ndarray | None = None,
-                        label: str = "point estimate") -> OpenSimVerification:
+                        label: str = "point estimate", workers: int = 1) -> OpenSimVerification:
     """Re-solve `frames` of a profile with OpenSim's tools and compare with `claimed`.
 
     model_path: the exported model.osim. spec: its ModelSpec (fascicle, coordinate and level
@@ -109,14 +114,59 @@ def verify_with_opensim(model_path: str | Path, spec: ModelSpec, plan: Plan, pos
     compression is within 1 % and each targeted activation within 0.005 of `claimed` at every
     re-solved frame. Raises LumbarTwinError if OpenSim's tools fail.
     """
-    start = time.perf_counter()
-    frames = verification_frames(claimed, plan) if frames is None else np.asarray(frames, int)
-    if len(frames) < 6:
-        raise LumbarTwinError("OpenSim's StaticOptimization needs at least 6 frames")
+    return verify_patients(model_path, spec, plan, poses, forces_N, {label: (claimed, max_isometric_force_N)},
+                           net_moments_Nm, frames=frames, workers=workers)[label]
+
+
+def verify_patients(model_path: str | Path, spec: ModelSpec, plan: Plan, poses: list[dict[str, float]],
+                    forces_N: np.ndarray, patients: dict[str, tuple[Evaluation, np.ndarray | None]],
+                    net_moments_Nm: np.ndarray, frames: np.ndarray | dict[str, np.ndarray] | None = None,
+                    workers: int | None = None) -> dict[str, OpenSimVerification]:
+    """verify_with_opensim for several patients of one model at once.
+
+    patients: {label: (claimed Evaluation at every device sample, max isometric forces
+    (fascicles,) N or None for the model's own)}. Each patient's frames (its own peaks and 24
+    uniform ones, unless `frames` gives them, one array for all or one per label) are split into runs of at least six and solved in `workers` processes
+    (None: default_workers()). `seconds` of each answer is the solver time spent on that
+    patient, summed over its runs.
+    """
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if not isinstance(frames, dict):
+        frames = {label: frames for label in patients}
+    chosen = {label: verification_frames(claimed, plan) if frames.get(label) is None else np.asarray(frames[label], int)
+              for label, (claimed, _) in patients.items()}
+    for label, picks in chosen.items():
+        if len(picks) < MIN_FRAMES:
+            raise LumbarTwinError(f"OpenSim's StaticOptimization needs at least {MIN_FRAMES} frames "
+                                  f"({label}: {len(picks)})")
+    level_joints = {j.level: j for j in spec.joints if j.level}
+    contact = spec.contact(plan.contact)
+    pose_table = np.array([[pose.get(name, 0.0) for name in spec.coordinate_names] for pose in poses])
+    runs, owners = [], []
+    for label, (claimed, fmax) in patients.items():
+        # As many runs a patient as workers (a balanced load), each at least MIN_FRAMES long.
+        for part in np.array_split(chosen[label], max(1, min(workers, len(chosen[label]) // MIN_FRAMES))):
+            runs.append(SolveRun(
+                str(model_path), tuple(spec.fascicle_names), tuple(spec.coordinate_names),
+                tuple((level_joints[lv].name, level_joints[lv].child) for lv in LEVELS), contact.body,
+                tuple(float(v) for v in contact.location_m), float(RESERVE_OPTIMAL_FORCE_NM),
+                claimed.times_s[part], pose_table[part], np.asarray(forces_N, float)[part],
+                None if fmax is None else np.asarray(fmax, float)))
+            owners.append(label)
+    answers = solve_in_processes(runs, workers)
+
+    out = {}
+    for label, (claimed, fmax) in patients.items():
+        mine = [answer for answer, owner in zip(answers, owners) if owner == label]
+        activations, reserves, reactions = (np.concatenate([m[0][k] for m in mine]) for k in range(3))
+        out[label] = _compare(spec, plan, chosen[label], claimed, activations, reserves, reactions,
+                              net_moments_Nm, fmax, sum(m[1] for m in mine), label)
+    return out
+
+
+def _compare(spec: ModelSpec, plan: Plan, frames: np.ndarray, claimed: Evaluation, activations, reserves,
+             reactions, net_moments_Nm, max_isometric_force_N, seconds: float, label: str) -> OpenSimVerification:
     times = claimed.times_s[frames]
-    with tempfile.TemporaryDirectory(prefix="lumbar-twin-osim-") as tmp:
-        activations, reserves, reactions = _solve(Path(tmp), Path(model_path), spec, plan.contact, times,
-                                                  [poses[k] for k in frames], forces_N[frames], max_isometric_force_N)
     fmax = np.array([f.max_isometric_force_N for f in spec.fascicles]) if max_isometric_force_N is None \
         else np.asarray(max_isometric_force_N, float)
     evaluation = _evaluation(spec, times, activations, reserves, reactions, net_moments_Nm[frames], fmax)
@@ -144,167 +194,7 @@ def verify_with_opensim(model_path: str | Path, spec: ModelSpec, plan: Plan, pos
     difference = {"compression_relative": float(np.nanmax(relative)),
                   "compression_N": float(np.nanmax(np.abs(evaluation.compression_N - ours))),
                   "targeted_activation": worst_activation}
-    return OpenSimVerification(not problems, tuple(problems), frames, evaluation, difference,
-                               time.perf_counter() - start, label)
-
-
-# -- OpenSim's tools ---------------------------------------------------------------------------
-
-def _solve(tmp: Path, model_path: Path, spec: ModelSpec, contact_name: str, times: np.ndarray,
-           poses: list[dict], forces: np.ndarray, fmax: np.ndarray | None):
-    """StaticOptimization, then JointReaction: (activations (n, fascicles), reserve moments
-    (n, coordinates), reactions (n, levels, 3) on the upper vertebra in its frame)."""
-    model = osim.Model(str(model_path))
-    muscles = model.getMuscles()
-    if fmax is not None:
-        for name, value in zip(spec.fascicle_names, fmax):
-            muscles.get(name).setMaxIsometricForce(float(value))
-    for coord in spec.coordinates:
-        reserve = osim.CoordinateActuator(coord.name)
-        reserve.setName(f"reserve_{coord.name}")
-        reserve.setOptimalForce(float(RESERVE_OPTIMAL_FORCE_NM))
-        reserve.setMinControl(-1e6)
-        reserve.setMaxControl(1e6)
-        model.addForce(reserve)
-    model.finalizeConnections()
-    model_file = tmp / "model_with_reserves.osim"
-    model.printToXML(str(model_file))
-    model.initSystem()
-
-    contact = spec.contact(contact_name)
-    external = _external_loads(tmp, contact, times, forces)
-    states = states_file(tmp, model, spec, times, poses)
-    t0, t1 = float(times[0]), float(times[-1])
-
-    so = osim.StaticOptimization()
-    so.setStartTime(t0)
-    so.setEndTime(t1)
-    so.setUseModelForceSet(True)
-    so.setActivationExponent(2)
-    so.setUseMusclePhysiology(True)
-    so.setConvergenceCriterion(CONVERGENCE)
-    so.setMaxIterations(500)
-    _run(tmp, "so", model_file, states, external, so, t0, t1)
-    activation_table = osim.TimeSeriesTable(str(tmp / "so" / "so_StaticOptimization_activation.sto"))
-    force_table = osim.TimeSeriesTable(str(tmp / "so" / "so_StaticOptimization_force.sto"))
-    so_times = np.array(activation_table.getIndependentColumn())
-    if len(so_times) != len(times) or np.abs(so_times - times).max() > 1e-6:
-        raise LumbarTwinError(f"OpenSim's StaticOptimization solved {len(so_times)} of {len(times)} frames")
-    activations = _columns(activation_table, spec.fascicle_names)
-    reserve_names = [f"reserve_{c}" for c in spec.coordinate_names]
-    reserves = _columns(force_table, reserve_names)  # N m
-
-    # JointReaction: actuators only, in the model's actuator order (OpenSim 4.6 reads them by position).
-    actuators = model.getActuators()
-    names = [actuators.get(k).getName() for k in range(actuators.getSize())]
-    forces_file = write_storage(tmp / "actuator_forces.sto", "actuator_forces", times, names,
-                                 _columns(force_table, names), in_degrees=False)
-    jr = osim.JointReaction()
-    jr.setName("JointReaction")
-    jr.setStartTime(t0)
-    jr.setEndTime(t1)
-    jr.setForcesFileName(str(forces_file))
-    level_joints = {j.level: j for j in spec.joints if j.level}
-    joint_names = [level_joints[lv].name for lv in LEVELS]
-    jr.setJointNames(_array(joint_names))
-    jr.setOnBody(_array(["child"] * len(LEVELS)))
-    jr.setInFrame(_array(["child"] * len(LEVELS)))
-    _run(tmp, "jr", model_file, states, external, jr, t0, t1)
-    table = osim.TimeSeriesTable(str(tmp / "jr" / "jr_JointReaction_ReactionLoads.sto"))
-    reactions = np.stack([
-        _columns(table, [f"{name}_on_{level_joints[lv].child}_in_{level_joints[lv].child}_f{axis}" for axis in "xyz"])
-        for name, lv in zip(joint_names, LEVELS)], axis=1)
-    return activations, reserves, reactions
-
-
-def _run(tmp: Path, name: str, model_file: Path, states: Path, external: Path, analysis, t0: float, t1: float):
-    tool = osim.AnalyzeTool()
-    tool.setName(name)
-    tool.setModelFilename(str(model_file))
-    tool.setStatesFileName(str(states))
-    tool.setExternalLoadsFileName(str(external))
-    tool.setLowpassCutoffFrequency(-1)
-    tool.setInitialTime(t0)
-    tool.setFinalTime(t1)
-    tool.setResultsDir(str(tmp / name))
-    tool.getAnalysisSet().cloneAndAppend(analysis)
-    setup = tmp / f"setup_{name}.xml"
-    tool.printToXML(str(setup))  # AnalyzeTool built in code loses its model; run it from its file
-    level = osim.Logger.getLevelString()
-    if level in ("warn", "info"):  # JointReaction warns that a forces file overrides the states' fibre state: by design
-        osim.Logger.setLevelString("error")
-    try:
-        ok = osim.AnalyzeTool(str(setup)).run()
-    except Exception as exc:  # OpenSim raises its own exception types through SWIG
-        raise LumbarTwinError(f"OpenSim's {type(analysis).__name__} failed: {exc}") from exc
-    finally:
-        osim.Logger.setLevelString(level)
-    if not ok:
-        raise LumbarTwinError(f"OpenSim's {type(analysis).__name__} did not run")
-
-
-def states_file(tmp: Path, model: osim.Model, spec: ModelSpec, times: np.ndarray, poses: list[dict]) -> Path:
-    """tmp/states.sto: every coordinate's value per frame and every speed zero (quasi-static).
-    `model` must have had initSystem() (absolute paths of its coordinates)."""
-    coords = model.getCoordinateSet()
-    columns, values = [], []
-    for name in spec.coordinate_names:
-        path = coords.get(name).getAbsolutePathString()
-        columns += [f"{path}/value", f"{path}/speed"]
-        values += [[pose.get(name, 0.0) for pose in poses], [0.0] * len(poses)]
-    for name in spec.fascicle_names:  # not used by StaticOptimization; given to keep OpenSim from warning
-        columns.append(f"{model.getMuscles().get(name).getAbsolutePathString()}/activation")
-        values.append([0.5] * len(poses))
-    return write_storage(tmp / "states.sto", "states", times, columns, np.array(values).T, in_degrees=False)
-
-
-def _external_loads(tmp: Path, contact, times: np.ndarray, forces: np.ndarray) -> Path:
-    """The robot's force as an ExternalForce on the contact body at the pad, in the body frame."""
-    point = np.tile(np.asarray(contact.location_m, float), (len(times), 1))
-    data = write_storage(tmp / "robot_force.mot", "robot_force", times,
-                          [f"robot_force_v{a}" for a in "xyz"] + [f"robot_force_p{a}" for a in "xyz"]
-                          + [f"robot_torque_{a}" for a in "xyz"],
-                          np.hstack([forces, point, np.zeros_like(forces)]), in_degrees=False)
-    force = osim.ExternalForce()
-    force.setName("robot")
-    force.set_applied_to_body(contact.body)
-    force.set_force_expressed_in_body(contact.body)
-    force.set_point_expressed_in_body(contact.body)
-    force.set_force_identifier("robot_force_v")
-    force.set_point_identifier("robot_force_p")
-    force.set_torque_identifier("robot_torque_")
-    force.set_data_source_name("robot_force")
-    loads = osim.ExternalLoads()
-    loads.setDataFileName(str(data))
-    loads.cloneAndAppend(force)
-    path = tmp / "external_loads.xml"
-    loads.printToXML(str(path))
-    return path
-
-
-def write_storage(path: Path, name: str, times: np.ndarray, columns: list[str], values: np.ndarray,
-                  in_degrees: bool) -> Path:
-    """An OpenSim storage file (.sto/.mot): `values` (rows, columns) under a time column."""
-    lines = [name, "version=1", f"nRows={len(times)}", f"nColumns={len(columns) + 1}",
-             f"inDegrees={'yes' if in_degrees else 'no'}", "endheader", "\t".join(["time", *columns])]
-    lines += ["\t".join([f"{t:.9f}", *(f"{v:.12g}" for v in row)]) for t, row in zip(times, values)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _columns(table: osim.TimeSeriesTable, names) -> np.ndarray:
-    labels = set(table.getColumnLabels())
-    missing = [n for n in names if n not in labels]
-    if missing:
-        raise LumbarTwinError(f"OpenSim's results lack the columns {missing[:3]}")
-    return np.array([table.getDependentColumn(n).to_numpy() for n in names]).T
-
-
-def _array(items: list[str]) -> osim.ArrayStr:
-    out = osim.ArrayStr()
-    for item in items:
-        out.append(item)
-    return out
+    return OpenSimVerification(not problems, tuple(problems), frames, evaluation, difference, seconds, label)
 
 
 def _evaluation(spec: ModelSpec, times, activations, reserves, reactions, net_moments, fmax) -> Evaluation:

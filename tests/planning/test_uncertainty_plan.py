@@ -4,6 +4,7 @@ import json
 import pytest
 
 from planning.evaluate import Evaluator, precompute
+from planning.opensim_verify import BAND_UNIFORM_FRAMES
 from planning.planner import make_plan, plan_for
 from planning.profile import sample_times
 from planning.verify import verify
@@ -74,8 +75,13 @@ def test_the_exported_profile_records_the_band_and_worst_case_peaks(exported_pla
     assert 0.75 < lo <= hi < 0.9
     for label in ("weakest plausible", "strongest plausible"):
         entry = band["patients"][label]
-        assert entry["independent_verification"]["passed"] is True and entry["independent_verification"]["frames"] >= 24
-        assert entry["independent_verification"]["patient"] == label
+        independent = entry["independent_verification"]
+        assert independent["passed"] is True and independent["patient"] == label
+        # Six frames over the cycle and every peak frame of this patient: OpenSim's peaks are
+        # the claimed ones (within the 1 % tolerance), so the frames where limits bind were re-solved.
+        assert independent["frames"] > BAND_UNIFORM_FRAMES
+        for level, value in entry["peak"]["compression_N"].items():
+            assert independent["peak"]["compression_N"][level] == pytest.approx(value, rel=0.01)
         for level, value in entry["peak"]["compression_N"].items():
             assert value <= band["worst_case_peak"]["compression_N"][level] <= doc["limits"]["compression_N"][level]
     assert band["worst_case_peak"]["compression_N"]["L5-S1"] >= doc["verification"]["peak"]["compression_N"]["L5-S1"]
