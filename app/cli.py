@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "worst case over the measurement band do not hold, or the profile was "
                                          "planned with --uncertainty none.")
     ck.add_argument("profile", help="profile.json")
+    ck.add_argument("--twin", help="the patient's twin folder: the profile must be this twin's (twin.json and "
+                                   "model.osim unchanged since the plan), and MuJoCo's statics at every device sample, "
+                                   "for the plausible patients too, must keep every recorded limit")
     ck.set_defaults(run=_run_check)
 
     wi = commands.add_parser("whatif", help="predict activations and loads of a profile, perhaps changed, in a second",
@@ -385,13 +388,20 @@ def _print_prediction(mean_activation: dict, peaks: dict, plan) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     from planning.export import check_profile
 
-    problems = check_profile(args.profile)
+    twin = None
+    if args.twin:
+        from twin.simulate import load_twin
+
+        twin = load_twin(args.twin)
+    problems = check_profile(args.profile, twin)
     if problems:
         for problem in problems:
             print(f"{args.profile}: {problem}", file=sys.stderr)
         print(f"lumbar-twin: {args.profile} must not go to a device ({len(problems)} problems)", file=sys.stderr)
         return 1
-    print(f"{args.profile}: OK (checksum, finite values, rate, device limits, both recorded verifications and the worst case over the measurement band hold)")
+    print(f"{args.profile}: OK (checksum, the samples of the verified parameters, finite values, rate, device limits, "
+          f"both recorded verifications and the worst case over the measurement band hold"
+          + (f"; this twin's, and MuJoCo at every sample keeps every limit)" if twin else ")"))
     return 0
 
 
