@@ -168,3 +168,56 @@ def test_check_twin_re_simulates_a_consistent_forgery_that_check_alone_cannot_se
     assert _check(str(tmp_path / "profile.json"), capsys)[0] == 0  # self-consistent: the limit of a file check
     rc, err = _check(str(tmp_path / "profile.json"), capsys, "--twin", str(loaded_twin.directory))
     assert rc == 1 and "re-simulated in MuJoCo (point estimate): L5-S1 compression" in err, err
+
+
+# -- plan inputs: a clear refusal before any search, never a limit switched off ----------------
+
+@pytest.mark.parametrize("section, values, field, message", [
+    ("limits", {"compression_N": float("inf")}, "limits.compression_N.L1-L2", "positive finite"),
+    ("limits", {"compression_N": 1e12}, "limits.compression_N.L1-L2", "NIOSH maximum permissible"),
+    ("limits", {"ap_shear_N": 1500}, "limits.ap_shear_N.L1-L2", "Gallagher & Marras"),
+    ("limits", {"reserve_share": 5}, "limits.reserve_share", "statics flags"),
+    ("limits", {"reserve_share": float("inf")}, "limits.reserve_share", "positive finite"),
+    ("device", {"max_force_N": float("inf")}, "device.max_force_N", "positive finite"),
+    ("device", {"max_rate_N_per_s": float("inf")}, "device.max_rate_N_per_s", "positive finite"),
+    ("device", {"rate_hz": 1}, "device.rate_hz", "fewer than the search's 30 frames"),
+    ("device", {"rate_hz": 1e7}, "device.rate_hz", "at most 1000 Hz"),
+])
+def test_a_plan_that_would_switch_a_limit_off_is_refused_up_front(loaded_twin, section, values, field, message):
+    """Before: inf limits ran the whole search and were refused only by the exporter, 1e12 N and a
+    reserve share of 5 were exported, infinite device limits and 1 Hz crashed with a traceback and
+    10 MHz ran out of memory."""
+    from lumbar_twin.errors import InputError
+    from planning.plan import resolve_plan
+
+    document = {"exercise": "trunk_extension", "targets": {"multifidus": 0.25}, section: values}
+    with pytest.raises(InputError) as caught:
+        resolve_plan(loaded_twin.spec, document)
+    assert caught.value.field == field and message in str(caught.value)
+
+
+def test_the_patient_file_limits_meet_the_same_ceilings(loaded_twin):
+    from lumbar_twin.errors import InputError
+    from planning.plan import resolve_plan
+
+    with pytest.raises(InputError, match="patient limits.compression_N.L5-S1.*NIOSH"):
+        resolve_plan(loaded_twin.spec, {"exercise": "trunk_extension", "targets": {"multifidus": 0.25}},
+                     {"compression_N": {"L5-S1": 9000}})
+
+
+@pytest.mark.parametrize("entry", [
+    {"cycle_s": float("inf"), "keyframes": [{"phase": 0.0}, {"phase": 1.0}]},
+    {"cycle_s": 6.0, "keyframes": [{"phase": 0.0}, {"phase": float("nan")}, {"phase": 1.0}]},
+    {"cycle_s": 6.0, "keyframes": [{"phase": 0.0, "flexion": 10}, {"phase": 0.5, "flexion": float("nan")},
+                                   {"phase": 1.0, "flexion": 10}]},
+])
+def test_an_exercise_with_non_finite_values_is_refused(tmp_path, entry):
+    import yaml
+
+    from lumbar_twin.errors import InputError
+    from planning.exercise import load_exercise
+
+    library = tmp_path / "exercises.yaml"
+    library.write_text(yaml.safe_dump({"schema": "lumbar-twin/exercises@1", "exercises": {"bad": entry}}))
+    with pytest.raises(InputError, match="finite"):
+        load_exercise("bad", library)
