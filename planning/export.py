@@ -31,6 +31,10 @@ MODEL_FILES = ("model.osim", "model.xml")
 UNITS = {"time": "s", "force": "N"}
 #: The CSV holds the verified parameters' samples rounded to 1e-6 N (at most 5e-7 N off each).
 SAMPLE_TOLERANCE_N = 2e-6
+#: What OpenSim's independent verification must have shown (issue 14; planning/opensim_verify.py
+#: COMPRESSION_TOLERANCE, ACTIVATION_TOLERANCE, UNIFORM_FRAMES, BAND_UNIFORM_FRAMES; a test keeps them equal).
+COMPRESSION_TOLERANCE, ACTIVATION_TOLERANCE = 0.01, 0.005
+UNIFORM_FRAMES_REQUIRED, BAND_FRAMES_REQUIRED = 24, 6
 #: Forces are written to 1e-6 N, which moves a rate of change by at most 2e-6 N x rate_hz;
 #: `check` allows a relative 1e-4 on every device limit (0.03 N/s on 300 N/s).
 CHECK_TOLERANCE = 1e-4
@@ -110,6 +114,9 @@ def profile_document(result, csv_bytes: bytes, ros2_bytes: bytes | None = None) 
     plan, chosen, spec = result.plan, result.chosen, result.twin.spec
     contact = spec.contact(plan.contact)
     push = [float(v) for v in contact.push_direction]
+    _, expected = chosen.profile.samples(plan.device, push)  # what verification checked, and `check` rebuilds
+    if expected.shape != np.shape(result.forces_N) or np.abs(expected - result.forces_N).max() > 1e-9:
+        raise LumbarTwinError("refusing to export: the samples are not those of the verified parameters")
     document = {
         "schema": SCHEMA,
         "csv": "profile.csv",
@@ -272,6 +279,7 @@ def check_profile(path: str | Path, twin=None) -> list[str]:
     independent = doc.get("independent_verification")
     if isinstance(independent, dict):
         problems += [f"independent verification: {p}" for p in _peak_problems(independent.get("peak") or {}, limits)]
+        problems += _agreement_problems(independent, "independent verification", UNIFORM_FRAMES_REQUIRED)
     problems += _peak_problems(verification.get("peak") or {}, limits)
     problems += [f"search engine: {p}" for p in _peak_problems(verification.get("search_engine_peak") or {}, limits)]
     uncertainty = doc.get("uncertainty")
@@ -294,6 +302,9 @@ def check_profile(path: str | Path, twin=None) -> list[str]:
                 problems.append(f"the {label} patient's independent verification is missing or did not pass")
             for key in ("peak", "search_engine_peak"):
                 problems += [f"{label} patient: {p}" for p in _peak_problems(entry.get(key) or {}, limits)]
+            if isinstance(ind, dict):
+                problems += _agreement_problems(ind, f"the {label} patient's independent verification",
+                                                BAND_FRAMES_REQUIRED)
     problems += _plan_problems(doc)
     problems += _ros2_problems(path, doc, times, forces)
     if twin is not None:
@@ -445,13 +456,30 @@ def _twin_problems(path: Path, doc: dict, twin, forces: np.ndarray) -> list[str]
                 f"{doc.get('cycle_s')} s ({len(forces)})"]
     trajectory = precompute(twin.spec, exercise, times, plan.contact, "mujoco")
     patients = {"point estimate": twin.spec}
-    if doc["uncertainty"].get("mode") == "morphometry":
+    if isinstance(doc.get("uncertainty"), dict) and doc["uncertainty"].get("mode") == "morphometry":
         patients |= twin.plausible_specs()
     for label, spec in patients.items():
         evaluation = Evaluator(spec, trajectory)(forces)
         bad = evaluation.non_finite()
         problems += [f"re-simulated in MuJoCo ({label}): non-finite values in {', '.join(bad)}"] if bad else []
         problems += [f"re-simulated in MuJoCo ({label}): {p}" for p in limit_breaches(evaluation, plan)]
+    return problems
+
+
+def _agreement_problems(record: dict, name: str, min_frames: int) -> list[str]:
+    """OpenSim's re-solve as recorded: enough frames, and agreement within issue 14's tolerances
+    (compression 1 %, targeted activation 0.005) whatever tolerance the record states."""
+    required = {"compression_relative": COMPRESSION_TOLERANCE, "targeted_activation": ACTIVATION_TOLERANCE}
+    # (planning/opensim_verify.py's own constants; not imported, as that would load OpenSim into `check`)
+    difference = record.get("max_difference") if isinstance(record.get("max_difference"), dict) else {}
+    problems = []
+    for key, tolerance in required.items():
+        value = difference.get(key)
+        if not _real(value) or not value <= tolerance:
+            problems.append(f"{name}: OpenSim's {key.replace('_', ' ')} difference {value!r} is not within {tolerance:g}")
+    frames = record.get("frames")
+    if not _real(frames) or frames < min_frames:
+        problems.append(f"{name}: {frames!r} frames re-solved, fewer than {min_frames}")
     return problems
 
 

@@ -88,6 +88,18 @@ def test_the_export_itself_passes_check_with_and_without_its_twin(exported_plan,
     ("a search-engine peak over its limit", None,
      lambda d: d["verification"]["search_engine_peak"]["compression_N"].update({"L5-S1": 1e5}),
      "search engine: verified compression_N at L5-S1"),
+    ("OpenSim disagreeing by 5 % yet 'passed'", None,
+     lambda d: d["independent_verification"]["max_difference"].update(compression_relative=0.05),
+     "compression relative difference 0.05 is not within 0.01"),
+    ("OpenSim's tolerance loosened to match", None,
+     lambda d: (d["independent_verification"]["max_difference"].update(targeted_activation=0.05),
+                d["independent_verification"]["tolerance"].update(targeted_activation=0.1)),
+     "targeted activation difference 0.05 is not within 0.005"),
+    ("OpenSim re-solved 3 frames", None, lambda d: d["independent_verification"].update(frames=3),
+     "3 frames re-solved, fewer than 24"),
+    ("a plausible patient's OpenSim disagreeing", None,
+     lambda d: d["uncertainty"]["patients"]["weakest plausible"]["independent_verification"]["max_difference"]
+     .update(compression_relative=0.2), "weakest plausible patient's independent verification: OpenSim"),
     ("a peak that is not a number", None, lambda d: d["verification"]["peak"]["compression_N"].update({"L5-S1": "low"}),
      "is not a number"),
 ])
@@ -221,3 +233,31 @@ def test_an_exercise_with_non_finite_values_is_refused(tmp_path, entry):
     library.write_text(yaml.safe_dump({"schema": "lumbar-twin/exercises@1", "exercises": {"bad": entry}}))
     with pytest.raises(InputError, match="finite"):
         load_exercise("bad", library)
+
+
+def test_the_exporter_refuses_samples_that_are_not_the_chosen_parameters(loaded_twin, tmp_path):
+    """profile.json records the parameters; the CSV must be their samples, or `check` (which
+    rebuilds them) and the record disagree about what was verified."""
+    from types import SimpleNamespace
+
+    from lumbar_twin.errors import LumbarTwinError
+    from planning.planner import make_plan, plan_for
+    from planning.report import write_plan
+
+    plan = plan_for(loaded_twin, exercise="isometric_hold", targets={"multifidus": 0.2}, search={"trials": 6},
+                    uncertainty="none")
+    result = make_plan(loaded_twin, plan, opensim_verification=False)
+    result.independent = SimpleNamespace(passed=True)  # stands in for OpenSim's re-solve (not the point here)
+    result.forces_N = result.forces_N * 1.01
+    with pytest.raises(LumbarTwinError, match="not those of the verified parameters"):
+        write_plan(result, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_checks_requirements_on_opensim_are_opensim_verifys_own():
+    from planning import export, opensim_verify
+
+    assert export.COMPRESSION_TOLERANCE == opensim_verify.COMPRESSION_TOLERANCE
+    assert export.ACTIVATION_TOLERANCE == opensim_verify.ACTIVATION_TOLERANCE
+    assert export.UNIFORM_FRAMES_REQUIRED == opensim_verify.UNIFORM_FRAMES
+    assert export.BAND_FRAMES_REQUIRED == opensim_verify.BAND_UNIFORM_FRAMES
