@@ -406,6 +406,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
 
 def _run_whatif(args: argparse.Namespace) -> int:
+    from lumbar_twin.fileio import sha256_file
     from planning.figures import cycle_figure
     from planning.plan import command_line_overlay
     from planning.whatif import what_if
@@ -415,6 +416,9 @@ def _run_whatif(args: argparse.Namespace) -> int:
     twin = load_twin(args.twin)
     w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
     print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")
+    if _planned_for(args.profile) != sha256_file(twin.directory / "twin.json"):  # a fair question, but say so
+        print(f"  NOTE: {args.profile} was planned for another twin (or twin.json changed since): this predicts "
+              "it on this one; it was not verified here")
     _print_prediction(w.mean_activation, w.evaluation.peaks(), w.plan)
     for problem in w.device_problems:
         print(f"  DEVICE: {problem}")
@@ -426,6 +430,14 @@ def _run_whatif(args: argparse.Namespace) -> int:
                  title=f"what if: {w.plan.exercise}, profile x {args.scale:g}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _planned_for(profile) -> str | None:
+    """provenance.twin_sha256 of a profile (read_profile has checked it is one)."""
+    from lumbar_twin.fileio import read_json
+
+    provenance = read_json(profile).get("provenance")
+    return provenance.get("twin_sha256") if isinstance(provenance, dict) else None
 
 
 def _run_demo(args: argparse.Namespace) -> int:

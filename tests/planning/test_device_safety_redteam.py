@@ -261,3 +261,16 @@ def test_checks_requirements_on_opensim_are_opensim_verifys_own():
     assert export.ACTIVATION_TOLERANCE == opensim_verify.ACTIVATION_TOLERANCE
     assert export.UNIFORM_FRAMES_REQUIRED == opensim_verify.UNIFORM_FRAMES
     assert export.BAND_FRAMES_REQUIRED == opensim_verify.BAND_UNIFORM_FRAMES
+
+
+def test_whatif_says_when_the_profile_was_planned_for_another_twin(exported_plan, loaded_twin, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(loaded_twin.directory, other)
+    twin_json = json.loads((other / "twin.json").read_text())
+    twin_json["patient"]["mass_kg"] += 1.0
+    (other / "twin.json").write_text(json.dumps(twin_json))
+    profile = str(exported_plan / "profile.json")
+    assert main(["whatif", str(other), "--profile", profile, "--out", str(tmp_path / "a.png")]) == 0
+    assert "planned for another twin" in capsys.readouterr().out
+    assert main(["whatif", str(loaded_twin.directory), "--profile", profile, "--out", str(tmp_path / "b.png")]) == 0
+    assert "another twin" not in capsys.readouterr().out
