@@ -130,6 +130,14 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
     def fail(problem: str, field: str):
         raise InputError(source, problem, field=field)
 
+    if not isinstance(document, dict):
+        fail("expected a mapping of plan sections", "plan")
+    for key in ("exercise", "contact", "uncertainty"):  # names: anything else is not one
+        if document.get(key) is not None and not isinstance(document[key], str):
+            fail(f"expected a name, not {document[key]!r}", key)
+    for key in ("device", "search"):
+        if document.get(key) is not None and not isinstance(document[key], dict):
+            fail(f"expected a mapping, not {document[key]!r}", key)
     exercise = document.get("exercise")
     if not exercise:
         fail("which exercise? (e.g. trunk_extension)", "exercise")

@@ -274,3 +274,22 @@ def test_whatif_says_when_the_profile_was_planned_for_another_twin(exported_plan
     assert "planned for another twin" in capsys.readouterr().out
     assert main(["whatif", str(loaded_twin.directory), "--profile", profile, "--out", str(tmp_path / "b.png")]) == 0
     assert "another twin" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("document, field", [
+    ({"exercise": "trunk_extension", "targets": {"multifidus": 0.2}, "device": "fast"}, "device"),
+    ({"exercise": "trunk_extension", "targets": {"multifidus": 0.2}, "search": [200]}, "search"),
+    ({"exercise": ["trunk_extension"], "targets": {"multifidus": 0.2}}, "exercise"),
+    ({"exercise": "trunk_extension", "contact": {"pad": 1}, "targets": {"multifidus": 0.2}}, "contact"),
+])
+def test_a_plan_file_with_sections_of_the_wrong_kind_is_one_line_not_a_traceback(loaded_twin, tmp_path, capsys,
+                                                                                  document, field):
+    """Before: `device: fast` and `exercise: [..]` ended in TypeError tracebacks (exit 1)."""
+    import yaml
+
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(document))
+    out = tmp_path / "out"
+    assert main(["plan", str(loaded_twin.directory), "--plan", str(plan_file), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"field '{field}'" in err and "Traceback" not in err and not out.exists()
