@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 
 from lumbar_twin import __version__
-from lumbar_twin.errors import LumbarTwinError
+from lumbar_twin.errors import InputError, LumbarTwinError
 
 EXIT_INPUT = 2
 
@@ -252,6 +253,8 @@ def _force(text: str):
         moment = tuple(float(fields.get(k, 0.0)) for k in ("mx", "my", "mz"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if not all(math.isfinite(v) for v in force + moment):
+        raise argparse.ArgumentTypeError("forces and moments must be finite numbers")
     frame = fields.get("frame", "ground")
     if frame not in ("ground", "body"):
         raise argparse.ArgumentTypeError(f"frame must be ground or body, got {frame!r}")
@@ -413,6 +416,8 @@ def _run_whatif(args: argparse.Namespace) -> int:
     from twin.simulate import load_twin
 
     start = time.perf_counter()
+    if not math.isfinite(args.scale):  # inf x a force is no force a device can play
+        raise InputError(None, f"{args.scale} is not a finite scale factor", field="--scale")
     twin = load_twin(args.twin)
     w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
     print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")

@@ -293,3 +293,34 @@ def test_a_plan_file_with_sections_of_the_wrong_kind_is_one_line_not_a_traceback
     assert main(["plan", str(loaded_twin.directory), "--plan", str(plan_file), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"field '{field}'" in err and "Traceback" not in err and not out.exists()
+
+
+def test_limit_breaches_name_nan_loads_instead_of_passing_them(loaded_twin):
+    """NaN compares false with every limit: whatif (and anything else using limit_breaches) said
+    nothing was broken for a NaN prediction before."""
+    from planning.evaluate import Evaluator, precompute
+    from planning.exercise import load_exercise
+    from planning.plan import resolve_plan
+    from planning.profile import sample_times
+    from planning.verify import limit_breaches
+
+    spec = loaded_twin.spec
+    plan = resolve_plan(spec, {"exercise": "isometric_hold", "targets": {"multifidus": 0.2},
+                               "search": {"eval_frames": 6}})
+    times = sample_times(load_exercise(plan.exercise).cycle_s, plan.device.rate_hz)[::100]
+    evaluation = Evaluator(spec, precompute(spec, load_exercise(plan.exercise), times, plan.contact))(
+        np.zeros((len(times), 3)))
+    assert limit_breaches(evaluation, plan) == []
+    evaluation.compression_N[2, 4] = np.nan
+    assert limit_breaches(evaluation, plan) == ["non-finite values (NaN or inf) in compression_N"]
+
+
+def test_whatif_and_simulate_refuse_infinite_inputs(exported_plan, loaded_twin, tmp_path, capsys):
+    profile = str(exported_plan / "profile.json")
+    assert main(["whatif", str(loaded_twin.directory), "--profile", profile, "--scale", "inf",
+                 "--out", str(tmp_path / "w.png")]) == 2
+    assert "--scale: inf is not a finite scale factor" in capsys.readouterr().err
+    assert not (tmp_path / "w.png").exists()
+    with pytest.raises(SystemExit):  # argparse: one usage line, exit 2
+        main(["simulate", str(loaded_twin.directory), "--force", "contact=thorax_pad,fx=inf"])
+    assert "must be finite numbers" in capsys.readouterr().err
