@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
 
 from lumbar_twin import __version__
-from lumbar_twin.errors import LumbarTwinError
+from lumbar_twin.errors import InputError, LumbarTwinError
 
 EXIT_INPUT = 2
 
@@ -149,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
                                          "worst case over the measurement band do not hold, or the profile was "
                                          "planned with --uncertainty none.")
     ck.add_argument("profile", help="profile.json")
+    ck.add_argument("--twin", help="the patient's twin folder: the profile must be this twin's (twin.json and "
+                                   "model.osim unchanged since the plan), and MuJoCo's statics at every device sample, "
+                                   "for the plausible patients too, must keep every recorded limit")
     ck.set_defaults(run=_run_check)
 
     wi = commands.add_parser("whatif", help="predict activations and loads of a profile, perhaps changed, in a second",
@@ -249,6 +253,8 @@ def _force(text: str):
         moment = tuple(float(fields.get(k, 0.0)) for k in ("mx", "my", "mz"))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if not all(math.isfinite(v) for v in force + moment):
+        raise argparse.ArgumentTypeError("forces and moments must be finite numbers")
     frame = fields.get("frame", "ground")
     if frame not in ("ground", "body"):
         raise argparse.ArgumentTypeError(f"frame must be ground or body, got {frame!r}")
@@ -385,26 +391,39 @@ def _print_prediction(mean_activation: dict, peaks: dict, plan) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     from planning.export import check_profile
 
-    problems = check_profile(args.profile)
+    twin = None
+    if args.twin:
+        from twin.simulate import load_twin
+
+        twin = load_twin(args.twin)
+    problems = check_profile(args.profile, twin)
     if problems:
         for problem in problems:
             print(f"{args.profile}: {problem}", file=sys.stderr)
         print(f"lumbar-twin: {args.profile} must not go to a device ({len(problems)} problems)", file=sys.stderr)
         return 1
-    print(f"{args.profile}: OK (checksum, finite values, rate, device limits, both recorded verifications and the worst case over the measurement band hold)")
+    print(f"{args.profile}: OK (checksum, the samples of the verified parameters, finite values, rate, device limits, "
+          f"both recorded verifications and the worst case over the measurement band hold"
+          + (f"; this twin's, and MuJoCo at every sample keeps every limit)" if twin else ")"))
     return 0
 
 
 def _run_whatif(args: argparse.Namespace) -> int:
+    from lumbar_twin.fileio import sha256_file
     from planning.figures import cycle_figure
     from planning.plan import command_line_overlay
     from planning.whatif import what_if
     from twin.simulate import load_twin
 
     start = time.perf_counter()
+    if not math.isfinite(args.scale):  # inf x a force is no force a device can play
+        raise InputError(None, f"{args.scale} is not a finite scale factor", field="--scale")
     twin = load_twin(args.twin)
     w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
     print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")
+    if _planned_for(args.profile) != sha256_file(twin.directory / "twin.json"):  # a fair question, but say so
+        print(f"  NOTE: {args.profile} was planned for another twin (or twin.json changed since): this predicts "
+              "it on this one; it was not verified here")
     _print_prediction(w.mean_activation, w.evaluation.peaks(), w.plan)
     for problem in w.device_problems:
         print(f"  DEVICE: {problem}")
@@ -416,6 +435,14 @@ def _run_whatif(args: argparse.Namespace) -> int:
                  title=f"what if: {w.plan.exercise}, profile x {args.scale:g}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _planned_for(profile) -> str | None:
+    """provenance.twin_sha256 of a profile (read_profile has checked it is one)."""
+    from lumbar_twin.fileio import read_json
+
+    provenance = read_json(profile).get("provenance")
+    return provenance.get("twin_sha256") if isinstance(provenance, dict) else None
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -103,7 +103,7 @@ def run_demo(out_dir: str | Path, seed: int = 1, exercise: str = "trunk_extensio
         f"{'passed' if planned.verification.passed else 'FAILED'} ({lap('plan'):.1f} s)")
 
     files = write_plan(planned, out / "plan")
-    problems = check_profile(files["json"])
+    problems = check_profile(files["json"], twin)  # with its twin: identity and MuJoCo at every sample
     peak = planned.verification.peak
     result.figures["export"] = {"check": "ok" if not problems else problems,
                                 "peak_compression_N": max(peak["compression_N"].values()),
@@ -151,7 +151,7 @@ def _real_scan(out: Path, exercise: str, targets: dict[str, float], trials: int,
     plan = plan_for(twin, exercise=exercise, targets=targets, search={"trials": trials, "seed": 0})
     planned = make_plan(twin, plan)
     files = write_plan(planned, out / "plan")
-    problems = check_profile(files["json"])
+    problems = check_profile(files["json"], twin)  # with its twin: identity and MuJoCo at every sample
     say(f"real scan: twin with {len(template_rows)} of {len(built.morphometry_use)} muscle rows from the template "
         f"(levels not in view); plan verified: {'passed' if planned.verification.passed else 'FAILED'}, "
         f"check {'ok' if not problems else 'FAILED'}")

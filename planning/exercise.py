@@ -72,6 +72,8 @@ def load_exercise(name: str, library: str | Path = LIBRARY) -> Exercise:
         cycle = float(entry["cycle_s"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(library, f"exercise {name!r} is malformed ({exc})", field=name) from None
+    if not (np.isfinite(phases).all() and np.isfinite(cycle) and all(np.isfinite(v).all() for v in angles.values())):
+        raise InputError(library, "phases, angles and cycle_s must be finite numbers (NaN or inf given)", field=name)
     if len(phases) < 2 or phases[0] != 0.0 or phases[-1] != 1.0 or np.any(np.diff(phases) <= 0):
         raise InputError(library, "keyframe phases must rise from 0 to 1", field=name)
     if not cycle > 0:

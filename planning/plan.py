@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from lumbar_twin.errors import InputError
 from planning.exercise import load_exercise
 from planning.profile import Device
 from twin.spec import LEVELS, SIDES, ModelSpec
+from twin.statics import RESERVE_SHARE_LIMIT
 
 DEFAULTS = DATA_DIR / "planning_defaults.yaml"
 TARGET_SIDES = ("both", *SIDES)
@@ -128,6 +130,14 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
     def fail(problem: str, field: str):
         raise InputError(source, problem, field=field)
 
+    if not isinstance(document, dict):
+        fail("expected a mapping of plan sections", "plan")
+    for key in ("exercise", "contact", "uncertainty"):  # names: anything else is not one
+        if document.get(key) is not None and not isinstance(document[key], str):
+            fail(f"expected a name, not {document[key]!r}", key)
+    for key in ("device", "search"):
+        if document.get(key) is not None and not isinstance(document[key], dict):
+            fail(f"expected a mapping, not {document[key]!r}", key)
     exercise = document.get("exercise")
     if not exercise:
         fail("which exercise? (e.g. trunk_extension)", "exercise")
@@ -152,13 +162,17 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
         fail(f"unknown limits {sorted(unknown)} (compression_N, ap_shear_N, activation, reserve_share)", "limits")
     limits = Limits(
         compression_N=_per_level(raw_limits.get("compression_N"), patient_limits.get("compression_N"),
-                                 defaults["limits"]["compression_N"], "limits.compression_N", source),
+                                 defaults["limits"]["compression_N"], "limits.compression_N", source,
+                                 _ceiling(defaults, "compression_N")),
         ap_shear_N=_per_level(raw_limits.get("ap_shear_N"), patient_limits.get("ap_shear_N"),
-                              defaults["limits"]["ap_shear_N"], "limits.ap_shear_N", source),
+                              defaults["limits"]["ap_shear_N"], "limits.ap_shear_N", source,
+                              _ceiling(defaults, "ap_shear_N")),
         activation=_activation_caps({**(patient_limits.get("activation") or {}), **(raw_limits.get("activation") or {})},
                                     groups, source),
         reserve_share=_positive(raw_limits.get("reserve_share", defaults["limits"]["reserve_share"]),
-                                "limits.reserve_share", source),
+                                "limits.reserve_share", source, RESERVE_SHARE_LIMIT,
+                                "where the statics flags a solution: the muscles cannot hold it "
+                                "(twin/statics.py RESERVE_SHARE_LIMIT)"),
     )
     targets = _targets(document.get("targets"), groups, limits, source)
     device = _section(Device, {**defaults["device"], **(document.get("device") or {})}, "device", source)
@@ -167,6 +181,10 @@ def resolve_plan(spec: ModelSpec, document: dict, patient_limits: dict | None = 
         search_values["knots"] = 1  # a held posture needs a constant force: one knot, a smaller search
     search = _section(Search, search_values, "search", source)
     _check_search(search, source)
+    samples = max(1, round(load_exercise(exercise).cycle_s * device.rate_hz))
+    if samples < search.eval_frames:  # the search evaluates device samples: it needs that many
+        fail(f"{device.rate_hz:g} Hz gives {samples} samples a cycle, fewer than the search's "
+             f"{search.eval_frames} frames (search.eval_frames)", "device.rate_hz")
     uncertainty = str(document.get("uncertainty", "morphometry"))
     if uncertainty not in UNCERTAINTY_MODES:
         fail(f"uncertainty must be one of {', '.join(UNCERTAINTY_MODES)}, not {uncertainty!r}", "uncertainty")
@@ -250,15 +268,19 @@ def _number(value: Any, field: str) -> float:
         raise InputError(None, f"{value!r} is not a number", field=field) from None
 
 
-def _positive(value: Any, field: str, source) -> float:
+def _positive(value: Any, field: str, source, ceiling: float | None = None, why: str = "") -> float:
     number = _number(value, field)
-    if not number > 0:
-        raise InputError(source, f"must be positive, not {number:g}", field=field)
+    if not (number > 0 and math.isfinite(number)):  # inf would switch the limit off
+        raise InputError(source, f"must be a positive finite number, not {number:g}", field=field)
+    if ceiling is not None and number > ceiling:
+        raise InputError(source, f"{number:g} is above {ceiling:g}, {why}", field=field)
     return number
 
 
-def _per_level(value: Any, patient: Any, default: float, field: str, source) -> dict[str, float]:
-    """A limit at every level: the plan's (a number, or some levels) over the patient's over the default."""
+def _per_level(value: Any, patient: Any, default: float, field: str, source,
+               ceiling: tuple[float, str] | tuple = ()) -> dict[str, float]:
+    """A limit at every level: the plan's (a number, or some levels) over the patient's over the default;
+    `ceiling`: (the most it may be, the published source of that) - a limit above it protects nothing."""
     out = {}
     for layer, where in ((default, field), (patient, f"patient {field}"), (value, field)):
         if layer is None:
@@ -268,8 +290,13 @@ def _per_level(value: Any, patient: Any, default: float, field: str, source) -> 
         unknown = set(layer) - set(LEVELS)
         if unknown:
             raise InputError(source, f"unknown levels {sorted(unknown)}; levels are {', '.join(LEVELS)}", field=where)
-        out.update({lv: _positive(v, f"{where}.{lv}", source) for lv, v in layer.items()})
+        out.update({lv: _positive(v, f"{where}.{lv}", source, *ceiling) for lv, v in layer.items()})
     return out
+
+
+def _ceiling(defaults: dict, key: str) -> tuple[float, str]:
+    entry = defaults["ceilings"][key]
+    return float(entry["value"]), entry["why"].strip()
 
 
 def _activation_caps(raw: dict, groups: list[str], source) -> dict[str, float]:

@@ -23,6 +23,11 @@ from scipy.interpolate import PchipInterpolator
 from lumbar_twin.errors import InputError
 
 
+#: The fastest device rate a plan is verified at: verification re-simulates every sample in both
+#: engines for three patients, so 1 kHz is 6000-8000 samples a cycle for data/exercises.yaml.
+MAX_RATE_HZ = 1000.0
+
+
 @dataclass(frozen=True)
 class Device:
     """What the robot can do: its limits hold in every exported sample."""
@@ -34,8 +39,12 @@ class Device:
 
     def __post_init__(self):
         for name in ("max_force_N", "max_rate_N_per_s", "rate_hz"):
-            if not getattr(self, name) > 0:
-                raise InputError(None, f"must be positive, not {getattr(self, name)}", field=f"device.{name}")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):  # inf is no device's limit and makes NaN samples
+                raise InputError(None, f"must be a positive finite number, not {value}", field=f"device.{name}")
+        if self.rate_hz > MAX_RATE_HZ:
+            raise InputError(None, f"{self.rate_hz:g} Hz: at most {MAX_RATE_HZ:g} Hz (every sample is re-simulated "
+                                   "in both engines for each plausible patient)", field="device.rate_hz")
         if not 0.0 <= self.cone_deg < 90.0:
             raise InputError(None, f"{self.cone_deg} deg: the cone half-angle must be in 0..90 deg",
                              field="device.cone_deg")

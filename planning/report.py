@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from lumbar_twin.fileio import staged_directory, write_json_atomic, write_text_atomic
-from planning.export import write_profile_files
+from planning.export import ROS2_FILE, write_profile_files
 from planning.figures import cycle_figure, history_figure, pareto_figure
 from twin.spec import LEVELS
 
@@ -33,6 +33,10 @@ def write_plan(result, out_dir: str | Path, formats: tuple[str, ...] = ()) -> di
         pareto_figure(result.search, result.plan, result.chosen, files["pareto_png"])
         files["report"] = stage / "report.md"
         write_text_atomic(files["report"], report_markdown(result))
+        # A trajectory left by an earlier plan in this folder would sit beside the new profile
+        # unverified: a ROS 2 controller would play the old forces.
+        if "ros2" not in files:
+            (out_dir / ROS2_FILE).unlink(missing_ok=True)
     return {key: out_dir / path.name for key, path in files.items()}
 
 

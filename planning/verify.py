@@ -51,9 +51,7 @@ def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, 
     patients = [("", other, search)] + [(f", {label} patient", o, s) for label, (o, s) in band.items()]
     for suffix, o, s in patients:
         for name, evaluation in ((other_engine + suffix, o), (search_engine + suffix, s)):
-            if evaluation.non_finite():  # NaN compares false with every limit: never let it through
-                problems.append(f"{name}: non-finite values (NaN or inf) in {', '.join(evaluation.non_finite())}")
-            problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]
+            problems += [f"{name}: {p}" for p in limit_breaches(evaluation, plan)]  # non-finite values included
     margin = plan.search.margin
     difference = {
         "compression_N": float(np.abs(other.compression_N - search.compression_N).max()),
@@ -70,8 +68,11 @@ def verify(plan: Plan, forces_N: np.ndarray, push_direction, other: Evaluation, 
 
 
 def limit_breaches(evaluation: Evaluation, plan: Plan) -> list[str]:
-    """Each limit a per-frame evaluation exceeds, with where and when."""
+    """Each limit a per-frame evaluation exceeds, with where and when; first, any NaN or inf
+    (NaN compares false with every limit, so it would otherwise pass as within them)."""
     limits, out, times = plan.limits, [], evaluation.times_s
+    if evaluation.non_finite():
+        out.append(f"non-finite values (NaN or inf) in {', '.join(evaluation.non_finite())}")
     for kind, values in (("compression", evaluation.compression_N), ("AP shear", np.abs(evaluation.ap_shear_N))):
         caps = limits.compression_N if kind == "compression" else limits.ap_shear_N
         for i, level in enumerate(LEVELS):
