@@ -25,6 +25,7 @@ from twin.opensim_model import write_opensim
 from twin.patient import Patient, load_patient
 from twin.personalise import ForceScaling, personalise, plausible_forces
 from twin.picture import draw_twin
+from twin.simulate import MODEL_FILES
 from twin.spec import ModelSpec
 from twin.template import TEMPLATE_PATH, load_template
 
@@ -64,7 +65,8 @@ def build_twin(patient_path: str | Path, out_dir: str | Path, accept_qc_fail: bo
     out_dir = Path(out_dir)
     with staged_directory(out_dir) as stage:
         write_models(spec, stage)
-        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings, template, uses))
+        models = {name: sha256_file(stage / name) for name in MODEL_FILES}
+        write_json_atomic(stage / "twin.json", twin_document(spec, patient, scalings, template, uses, models))
         log.info("drawing the twin")
         draw_twin(spec, stage / "twin.png", template=template,
                   title=f"lumbar twin {patient.id}: {patient.sex}, {patient.age} y, "
@@ -83,10 +85,12 @@ def write_models(spec: ModelSpec, folder: Path) -> None:
 
 
 def twin_document(spec: ModelSpec, patient: Patient, scalings, template: ModelSpec | None = None,
-                  uses: tuple[RowUse, ...] = ()) -> dict:
+                  uses: tuple[RowUse, ...] = (), models: dict[str, str] | None = None) -> dict:
     """twin.json: personalised spec plus provenance (no timestamps: same input, same bytes).
     "morphometry_use" says, per imaged muscle, side and level, whether the twin rests on a
-    measured, estimated or accepted row or on the template."""
+    measured, estimated or accepted row or on the template. "models": {file: sha256} of the
+    model files written beside it, so that a swapped or edited model is refused at load (the
+    planner's OpenSim re-solve and a MuJoCo user read those files, not the spec)."""
     inputs = {"template": _hash_entry(TEMPLATE_PATH)}
     inputs.update({role: _hash_entry(Path(p)) for role, p in patient.sources.items()})
     return {
@@ -96,6 +100,7 @@ def twin_document(spec: ModelSpec, patient: Patient, scalings, template: ModelSp
         "personalisation": [asdict(s) for s in scalings],
         "uncertainty": uncertainty_document(template or load_template(), patient),
         "morphometry_use": [u.to_dict() for u in uses],
+        "models": dict(models or {}),
         "provenance": {
             "toolkit": "lumbar-twin",
             "toolkit_version": __version__,

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lumbar_twin.errors import InputError
-from lumbar_twin.fileio import read_json
+from lumbar_twin.fileio import read_json, sha256_file
 from twin.posture import posture
 from twin.spec import ModelSpec
 from twin.statics import ExternalLoad, Statics, StaticsResult, hand_load
+
+#: The engines' model files in a twin folder; twin.json records their sha256 ("models").
+MODEL_FILES = ("model.osim", "model.xml")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,23 @@ def load_twin(twin_dir: str | Path) -> LoadedTwin:
     if not spec.lumbar_rhythm or not spec.contacts:
         raise InputError(path, "made by an older lumbar-twin without lumbar rhythm or contacts; "
                                "rebuild it with `lumbar-twin build`", field="spec")
+    _check_models(twin_dir, doc.get("models"))
     return LoadedTwin(spec, doc.get("patient", {}), twin_dir, doc.get("uncertainty") or {},
                       doc.get("morphometry_use") or [])
+
+
+def _check_models(twin_dir: Path, recorded) -> None:
+    """The model files must be the ones the build wrote (twin.json "models": {file: sha256})."""
+    if not isinstance(recorded, dict) or set(recorded) != set(MODEL_FILES):
+        raise InputError(twin_dir / "twin.json", "records no checksums of its model files (made by an older "
+                                                 "lumbar-twin); rebuild it with `lumbar-twin build`", field="models")
+    for name in MODEL_FILES:
+        path = twin_dir / name
+        if not path.is_file():
+            raise InputError(path, "missing from the twin folder; rebuild the twin with `lumbar-twin build`")
+        if sha256_file(path) != recorded[name]:
+            raise InputError(path, "is not the model this twin's build wrote (its sha256 differs from twin.json): "
+                                   "edited or swapped; rebuild the twin with `lumbar-twin build`")
 
 
 def simulate(twin: LoadedTwin | ModelSpec, flexion_deg: float = 0.0, lateral_deg: float = 0.0,

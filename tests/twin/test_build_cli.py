@@ -148,3 +148,25 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1
+
+
+def test_a_twin_with_an_edited_or_swapped_model_file_is_refused(sample_twin, tmp_path, capsys):
+    """twin.json records each model file's sha256; the planner's OpenSim re-solve and a MuJoCo
+    user read those files, so one that is not the build's stops the loader (and every command)."""
+    import shutil
+
+    from twin.simulate import load_twin
+
+    doc = json.loads(sample_twin.files["twin.json"].read_text())
+    assert doc["models"] == {name: sha256_file(sample_twin.files[name]) for name in ("model.osim", "model.xml")}
+    for name in ("model.osim", "model.xml"):
+        copy = tmp_path / name.replace(".", "_")
+        shutil.copytree(sample_twin.directory, copy)
+        path = copy / name
+        path.write_text(path.read_text().replace("<max_isometric_force>", "<max_isometric_force>1", 1)
+                        if name == "model.osim" else path.read_text().replace('gainprm="', 'gainprm="1', 1))
+        assert path.read_bytes() != sample_twin.files[name].read_bytes()
+        with pytest.raises(Exception, match=f"{name}.*sha256 differs from twin.json"):
+            load_twin(copy)
+        assert main(["simulate", str(copy), "--flexion", "10"]) == 2
+        assert "sha256 differs" in capsys.readouterr().err
