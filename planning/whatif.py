@@ -50,6 +50,17 @@ class WhatIf:
         return mean_activations(self.evaluation, self.plan.targets, self.exercise.cycle_s)
 
     @property
+    def peak_force_N(self) -> float:
+        return float(np.linalg.norm(self.forces_N, axis=1).max(initial=0.0))
+
+    @property
+    def peak_rate_N_per_s(self) -> float:
+        """The largest change between consecutive samples (last to first included: the cycle
+        repeats) times the device rate, as check_samples measures it; grows with speed."""
+        steps = np.linalg.norm(np.diff(self.forces_N, axis=0, append=self.forces_N[:1]), axis=1)
+        return float(steps.max(initial=0.0) * self.plan.device.rate_hz)
+
+    @property
     def changed(self) -> bool:
         """Whether the forces differ from the profile as verified (scale, speed, shape or timing)."""
         return (self.scale, self.speed, self.shape, self.shift_pct) != (1.0, 1.0, 1.0, 0.0)

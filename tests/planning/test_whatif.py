@@ -35,6 +35,8 @@ def test_speed_plays_motion_and_force_faster_and_the_device_rate_limit_sees_it(e
     # same poses at the same phase: quasi-static loads match sample for sample
     np.testing.assert_allclose(fast.evaluation.compression_N, same.evaluation.compression_N[::2], rtol=1e-6)
     assert _rate(fast.forces_N, doc["rate_hz"]) == pytest.approx(2 * own_rate, rel=0.05)
+    assert fast.peak_rate_N_per_s == pytest.approx(_rate(fast.forces_N, doc["rate_hz"]))
+    assert same.peak_rate_N_per_s == pytest.approx(own_rate) and fast.peak_force_N == pytest.approx(same.peak_force_N)
     assert any("rate of change" in p for p in fast.device_problems), fast.device_problems
     slow = what_if(loaded_twin, profile, speed=0.5)
     assert slow.exercise.cycle_s == 12.0 and len(slow.times_s) == 1200
