@@ -342,8 +342,11 @@ def test_sigterm_stops_the_plan_and_removes_every_temporary_folder(browser, expo
                                 "--port", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "TMPDIR": str(scratch)})
     try:
-        first = process.stdout.readline()
-        url = "http://" + first.split("http://", 1)[1].split()[0]
+        lines = [process.stdout.readline() for _ in range(1)]
+        while "http://" not in lines[-1] and lines[-1] and len(lines) < 50:  # the build may log first
+            lines.append(process.stdout.readline())
+        assert "http://" in lines[-1], lines
+        url = "http://" + lines[-1].split("http://", 1)[1].split()[0]
         browser.get(url)
         assert _upload(browser, exported_plan / "profile.json", exported_plan / "profile.csv").endswith("profile.json")
         trials = browser.find_element(By.ID, "trials")

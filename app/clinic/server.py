@@ -88,7 +88,11 @@ def make_server(source: str | Path, port: int = 8050):
 
     app, context = create_app(source)
     try:
-        return werkzeug_server(HOST, port, app.server, threaded=True), context
+        server = werkzeug_server(HOST, port, app.server, threaded=True)
+        # Requests in flight (a what-if inside MuJoCo) finish before the interpreter shuts down:
+        # server_close() joins them, instead of killing daemon threads in C code.
+        server.daemon_threads, server.block_on_close = False, True
+        return server, context
     except BaseException:  # e.g. the port is taken: remove what the context made
         context.close()
         raise
