@@ -184,7 +184,10 @@ def _overlay_changed(session, exercise, targets, limits) -> bool:
         return False
     if limits:
         return True
-    doc = json.loads(session.profile.read_text())
+    try:
+        doc = json.loads(session.profile.read_text())
+    except (OSError, ValueError):  # unreadable now: nothing may be exported as unchanged
+        return True
     if exercise != doc.get("exercise"):
         return True
     try:
