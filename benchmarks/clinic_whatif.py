@@ -3,8 +3,10 @@ the page showing the new prediction (text and both plots), with the server pinne
 and the server's memory (RSS now, and its peak). Target: each answer <= 1 s (issue 15).
 
 Builds the sample twin, starts `lumbar-twin serve` in its own process (taskset -c 0,1), plans a
-small profile from the page, then moves the assistance slider `--moves` times and changes the
-exercise once. Optionally saves screenshots of the main views (docs/img/ for the docs).
+small profile from the page, then moves the assistance slider `--moves` times, the exercise speed
+slider 4 times (new kinematics and sample count) and changes the exercise once. Optionally plans
+a second profile (so the plan view compares two) and saves screenshots of the main views
+(docs/img/ for the docs).
 
     python benchmarks/clinic_whatif.py [--moves 10] [--trials 20] [--screenshots docs/img]
 """
