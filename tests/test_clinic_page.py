@@ -87,6 +87,9 @@ def test_page_is_local_and_refuses_export_without_profile(server, browser):
     assert cells and {c.text for c in cells} == {"pass"}  # the sample's rows all passed QC
     assert "0 of 40 rows not measured" in _text(browser, "morphometry-summary")
     _wait_text(browser, "prediction", lambda t: "no profile yet" in t)
+    # the limits a plan would be held to, before any profile: the patient's 2500 N and psoas cap
+    limits = _wait_text(browser, "session-limits", lambda t: "device: max force" in t)
+    assert "L5-S1 2500 N" in limits and "psoas activation <= 0.5" in limits, limits
     browser.find_element(By.ID, "export-json").click()
     assert "export refused: no profile yet" in _wait_text(browser, "export-status", lambda t: "refused" in t)
     # every script, style and font from this server: nothing leaves 127.0.0.1
@@ -163,6 +166,14 @@ def test_bad_input_is_refused_on_the_page_and_the_server_keeps_running(server, b
     doc = json.loads((exported_plan / "profile.json").read_text())
     folders = set(context.sessions.folders())
 
+    # limits out of range before any profile: said at once, and no plan starts with them
+    browser.get(url)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "limits")).send_keys("psoas=1.5", Keys.ENTER)
+    assert "activation cap is in (0, 1]" in _wait_text(browser, "error", lambda t: "refused" in t)
+    browser.find_element(By.ID, "plan-start").click()
+    assert "activation cap" in _wait_text(browser, "plan-state", lambda t: "refused" in t)
+    assert set(context.sessions.folders()) == folders  # no plan run was started
+
     # a profile whose CSV no longer matches its checksum
     tampered = tmp_path / "tampered"
     tampered.mkdir()
@@ -192,7 +203,8 @@ def test_bad_input_is_refused_on_the_page_and_the_server_keeps_running(server, b
     limits.send_keys("compression_N=-5", Keys.ENTER)
     assert "compression" in _wait_text(browser, "error", lambda t: "refused" in t)
     messages = [r.getMessage() for r in caplog.records]
-    for logged in ("profile refused", "made for another twin", "what-if refused", "export refused"):
+    for logged in ("session refused", "plan refused", "profile refused", "made for another twin", "what-if refused",
+                   "export refused"):
         assert any(logged in m for m in messages), logged
     browser.get(url)
     _wait_text(browser, "prediction", lambda t: "no profile yet" in t)

@@ -17,7 +17,7 @@ from app.clinic.planjob import PlanJob
 from app.clinic.session import export_refusal, load_profile
 from lumbar_twin.errors import LumbarTwinError
 from planning.export import check_profile, ros2_from_profile
-from planning.plan import command_line_overlay
+from planning.plan import command_line_overlay, merge, resolve_plan
 from planning.report import target_table
 from planning.whatif import what_if
 
@@ -74,8 +74,13 @@ def register(app, context) -> None:
         change = _forces_change(scale, speed, shape, shift)
         refusal = export_refusal(session, change != (1.0, 1.0, 1.0, 0.0), _overlay_changed(session, exercise, targets, limits))
         export_text = "exportable: verified and unchanged" if refusal is None else f"export refused: {refusal}"
-        if session.profile is None:
-            return "no profile yet: plan one below or load a profile.json", "", {}, {}, "", export_text, ""
+        if session.profile is None:  # still show (and check) the limits a plan would be held to
+            try:
+                limits_shown, error = _limits_text(_page_plan(context, exercise, targets, limits), None), ""
+            except LumbarTwinError as exc:
+                log.warning("session refused: %s", exc)
+                limits_shown, error = no_update, f"session refused: {exc}"
+            return "no profile yet: plan one below or load a profile.json", "", {}, {}, error, export_text, limits_shown
         try:
             w = what_if(context.twin, session.profile, exercise, change[0],
                         command_line_overlay(targets or None, limits or None),
@@ -112,6 +117,11 @@ def register(app, context) -> None:
             return False, "a plan is already running"
         if not trials or trials < 1:
             return True, "trials must be 1 or more"
+        try:  # the same check `lumbar-twin plan` makes first: refuse here rather than in the child
+            _page_plan(context, exercise, targets, limits)
+        except LumbarTwinError as exc:
+            log.warning("plan refused: %s", exc)
+            return True, f"plan refused: {exc}"
         session.job = PlanJob(session.new_folder("lumbar-twin-plan-"), context.twin.directory, int(trials), exercise,
                               targets or "", limits or "")
         session.prune()  # the previous run's folder, unless it holds the current or compared profile
@@ -166,6 +176,13 @@ def register(app, context) -> None:
         return dcc.send_file(str(path), filename=name), f"exported {name}"
 
 
+def _page_plan(context, exercise, targets, limits):
+    """The plan the page's exercise, targets and limits make for this twin, as `lumbar-twin plan`
+    resolves it (defaults, then the patient's limits, then these); InputError when one is bad."""
+    document = merge({"exercise": exercise}, command_line_overlay(targets or None, limits or None))
+    return resolve_plan(context.twin.spec, document, context.twin.patient.get("limits"))
+
+
 def _forces_change(scale, speed, shape, shift) -> tuple[float, float, float, float]:
     """(scale, speed, shape, timing shift %) from the page; an empty field reads as no change,
     except scale (empty = 0: no force)."""
@@ -209,7 +226,7 @@ def _limits_text(plan, profile) -> list:
                      + "".join(f"; {g} activation <= {c:g}" for g, c in lim.activation.items())),
             html.Div(f"device: max force {dev.max_force_N:g} N, max rate {dev.max_rate_N_per_s:g} N/s, "
                      f"cone {dev.cone_deg:g} deg, {dev.rate_hz:g} Hz"),
-            html.Div(f"current profile: {profile}")]
+            html.Div(f"current profile: {profile or 'none yet'}")]
 
 
 def _verification_lines(output: str) -> str:
