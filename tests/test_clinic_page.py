@@ -380,3 +380,39 @@ def test_sigterm_stops_the_plan_and_removes_every_temporary_folder(browser, expo
             assert str(scratch) not in cmdline.read_bytes().decode(errors="replace")
         except OSError:
             pass
+
+
+def test_morphometry_rows_mark_qc_and_levels_not_measured(sample_twin, tmp_path):
+    """The patient table's summary and highlighting follow twin.json's morphometry_use: a row
+    estimated, one from the template, one measured with a QC warning (edited into a copy)."""
+    from app.clinic.server import create_app
+
+    twin = tmp_path / "twin"
+    shutil.copytree(sample_twin.directory, twin)
+    doc = json.loads((twin / "twin.json").read_text())
+    rows = doc["morphometry_use"]
+    rows[0].update(use="estimated", note="from the autochthon row", qc="pass")
+    rows[1].update(use="template", note="not measured", qc="not imaged")
+    rows[2].update(qc="warn", note="fat fraction unusually high")
+    (twin / "twin.json").write_text(json.dumps(doc))
+    app, context = create_app(twin)
+    assert context.error is None
+    layout = app.server.test_client().get("/_dash-layout").get_data(as_text=True)
+    assert "2 of 40 rows not measured (estimated or template, highlighted); 1 with a QC warning" in layout
+    table = json.loads(layout)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("props", {}).get("id") == "morphometry":
+                found.append(node["props"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(table)
+    props = found[0]
+    assert [r["qc"] for r in props["data"][:3]] == ["pass", "not imaged", "warn"]
+    styles = {s["if"]["filter_query"] for s in props["style_data_conditional"]}
+    assert {'{use} != "measured"', '{qc} = "warn"', '{qc} = "fail"'} <= styles
