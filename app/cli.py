@@ -162,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     wi.add_argument("--profile", required=True, help="profile.json written by `lumbar-twin plan`")
     wi.add_argument("--exercise", help="exercise (default: the profile's own)")
     wi.add_argument("--scale", type=float, default=1.0, help="multiply the force by this (default 1)")
+    wi.add_argument("--speed", type=float, default=1.0,
+                    help="exercise speed, 0.5..2: the cycle (motion and force) lasts cycle_s / speed (default 1)")
+    wi.add_argument("--shape", type=float, default=1.0,
+                    help="peak shape, 0.25..4: >1 concentrates the force around its peak, <1 spreads it over "
+                         "the cycle, the peak force kept (default 1)")
+    wi.add_argument("--shift", type=float, default=0.0, metavar="PCT",
+                    help="move the force later in the cycle by PCT %% of the cycle, -50..50 (default 0)")
     wi.add_argument("--targets", metavar="LIST", help="targets instead of the profile's, as for plan")
     wi.add_argument("--limits", metavar="LIST", help="limits instead of the profile's, as for plan")
     wi.add_argument("--out", default="whatif.png", help="picture to write (default whatif.png)")
@@ -416,11 +423,12 @@ def _run_whatif(args: argparse.Namespace) -> int:
     from twin.simulate import load_twin
 
     start = time.perf_counter()
-    if not math.isfinite(args.scale):  # inf x a force is no force a device can play
-        raise InputError(None, f"{args.scale} is not a finite scale factor", field="--scale")
     twin = load_twin(args.twin)
-    w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits))
-    print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} ({len(w.times_s)} samples)")
+    w = what_if(twin, args.profile, args.exercise, args.scale, command_line_overlay(args.targets, args.limits),
+                speed=args.speed, shape=args.shape, shift_pct=args.shift)
+    print(f"what if: {args.profile} x {args.scale:g} on {w.plan.exercise} at speed {args.speed:g} "
+          f"({w.exercise.cycle_s:g} s a cycle, {len(w.times_s)} samples), shape {args.shape:g}, "
+          f"shifted {args.shift:+g} % of the cycle")
     if _planned_for(args.profile) != sha256_file(twin.directory / "twin.json"):  # a fair question, but say so
         print(f"  NOTE: {args.profile} was planned for another twin (or twin.json changed since): this predicts "
               "it on this one; it was not verified here")
@@ -432,7 +440,7 @@ def _run_whatif(args: argparse.Namespace) -> int:
     if not (w.device_problems or w.breaches):
         print("  within every limit")
     cycle_figure(w.evaluation, w.forces_N, w.plan, args.out,
-                 title=f"what if: {w.plan.exercise}, profile x {args.scale:g}")
+                 title=f"what if: {w.plan.exercise}, profile x {args.scale:g}, speed {args.speed:g}")
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -3,8 +3,10 @@ the page showing the new prediction (text and both plots), with the server pinne
 and the server's memory (RSS now, and its peak). Target: each answer <= 1 s (issue 15).
 
 Builds the sample twin, starts `lumbar-twin serve` in its own process (taskset -c 0,1), plans a
-small profile from the page, then moves the assistance slider `--moves` times and changes the
-exercise once. Optionally saves screenshots of the main views (docs/img/ for the docs).
+small profile from the page, then moves the assistance slider `--moves` times, the exercise speed
+slider 4 times (new kinematics and sample count) and changes the exercise once. Optionally plans
+a second profile (so the plan view compares two) and saves screenshots of the main views
+(docs/img/ for the docs).
 
     python benchmarks/clinic_whatif.py [--moves 10] [--trials 20] [--screenshots docs/img]
 """
@@ -78,13 +80,25 @@ def main() -> None:
         print(f"plan from the page ({args.trials} trials, both verifications): {time.perf_counter() - start:.1f} s, "
               f"{driver.find_element(By.ID, 'plan-state').text[:60]}")
         text = _answer(driver, "no profile yet: plan one below or load a profile.json")
-        if args.screenshots:
+        if args.screenshots:  # a second plan (another target) so that the plan view compares two
+            targets = driver.find_element(By.ID, "targets")
+            targets.clear()
+            targets.send_keys("multifidus=0.25", Keys.ENTER)
+            text = _answer(driver, text)
+            driver.find_element(By.ID, "plan-start").click()
+            WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "plan-state").text.startswith("running"))
+            WebDriverWait(driver, 300).until(lambda d: d.find_element(By.ID, "plan-state").text.startswith(("done", "failed")))
+            WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "compare-forces"))
+            text = _answer(driver, text)  # the new profile's prediction
             args.screenshots.mkdir(parents=True, exist_ok=True)
+            driver.set_window_size(1300, 2600)  # a section taller than the window is cut off
             sections = driver.find_elements(By.TAG_NAME, "section")
+            driver.execute_script("window.scrollTo(0, 0)")
             for name, section in zip(("clinic_patient", "clinic_session", "clinic_whatif", "clinic_plan",
                                       "clinic_export"), sections):
                 driver.execute_script("arguments[0].scrollIntoView()", section)
                 section.screenshot(str(args.screenshots / f"{name}.png"))
+            driver.set_window_size(1300, 900)
         thumb = driver.find_element(By.CSS_SELECTOR, "#scale [role=slider]")
         times = []
         for k in range(args.moves):
@@ -94,6 +108,15 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         print(f"what-if round trip, slider ({args.moves} moves, server on 2 cores): median {statistics.median(times):.3f} s, "
               f"max {max(times):.3f} s (target <= 1 s)")
+        speed = driver.find_element(By.CSS_SELECTOR, "#speed [role=slider]")
+        times = []
+        for k in range(4):  # 1 -> 1.05 -> 1.1 -> 1.05 -> 1: new kinematics and sample count each time
+            start = time.perf_counter()
+            speed.send_keys(Keys.ARROW_RIGHT if k < 2 else Keys.ARROW_LEFT)
+            text = _answer(driver, text)
+            times.append(time.perf_counter() - start)
+        print(f"what-if round trip, exercise speed (4 moves, new kinematics): median {statistics.median(times):.3f} s, "
+              f"max {max(times):.3f} s")
         start = time.perf_counter()
         driver.find_element(By.ID, "exercise").click()
         WebDriverWait(driver, 10).until(

@@ -178,6 +178,16 @@ def ros2_yaml(times_s: np.ndarray, forces_N: np.ndarray, contact: str) -> str:
             "(lumbar-twin; profile.json holds its verification)\n" + yaml.safe_dump(doc, sort_keys=False))
 
 
+def ros2_from_profile(path: str | Path) -> str:
+    """profile.ros2.yaml's text for a written profile.json: its CSV's samples (checksum checked)
+    as ros2_yaml writes them at plan time. The caller decides whether the profile may be exported
+    (check_profile); this only converts."""
+    doc, times, forces = read_profile(path)
+    if not isinstance(doc.get("contact"), str):
+        raise InputError(path, "incomplete device profile (missing 'contact')")
+    return ros2_yaml(times, forces, doc["contact"])
+
+
 def read_profile(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
     """profile.json and its CSV (checksum checked): (document, times_s, forces_N)."""
     path = Path(path)

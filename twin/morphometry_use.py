@@ -37,6 +37,9 @@ class RowUse:
     level: str
     use: str  # one of USES
     note: str = ""
+    #: the imaging QC status of the row it rests on (pass, warn, fail; imaging.morphometry),
+    #: "not imaged" for a template row
+    qc: str = "not imaged"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,8 +62,8 @@ def resolve_morphometry(morphometry: Morphometry, reference: ReferenceMorphometr
         if m.muscle in MUSCLES:
             key = (m.muscle, m.side, m.level)
             rows[key] = m
-            uses[key] = (RowUse(*key, "accepted_qc_fail", "; ".join(m.qc_reasons)) if m.qc == "fail"
-                         else RowUse(*key, "measured"))
+            uses[key] = (RowUse(*key, "accepted_qc_fail", "; ".join(m.qc_reasons), qc=m.qc) if m.qc == "fail"
+                         else RowUse(*key, "measured", "; ".join(m.qc_reasons), qc=m.qc))
     for m in morphometry.muscles:
         if m.muscle == "autochthon":
             _split_autochthon(m, reference, rows, uses)
@@ -86,7 +89,7 @@ def _split_autochthon(m: MuscleMeasure, reference: ReferenceMorphometry, rows, u
         rows[key] = replace(m, muscle=part, csa_mm2=round(m.csa_mm2 * share, 1),
                             lean_csa_mm2=round(m.lean_csa_mm2 * share, 1))
         uses[key] = RowUse(*key, "estimated", f"{share:.0%} of the autochthon row (the template's healthy "
-                                              f"{parts[0]} : {parts[1]} ratio at {m.level})")
+                                              f"{parts[0]} : {parts[1]} ratio at {m.level})", qc=m.qc)
 
 
 def _iliopsoas_as_psoas(m: MuscleMeasure, rows, uses) -> None:
@@ -97,4 +100,4 @@ def _iliopsoas_as_psoas(m: MuscleMeasure, rows, uses) -> None:
         uses[key] = RowUse(*key, "template", "iliopsoas at L5-S1 holds the iliacus: not used as psoas")
         return
     rows[key] = replace(m, muscle="psoas")
-    uses[key] = RowUse(*key, "estimated", "the iliopsoas row above the iliac crest, taken as psoas")
+    uses[key] = RowUse(*key, "estimated", "the iliopsoas row above the iliac crest, taken as psoas", qc=m.qc)

@@ -65,3 +65,17 @@ def closest_limit(evaluation, plan) -> str:
     unit = "" if "activation" in name else " N"
     digits = ".2f" if "activation" in name else ".0f"
     return f"closest limit: {name}: {peak:{digits}}{unit} of {cap:{digits}}{unit} ({ratio:.0%})"
+
+
+def compare_figure(profiles: dict) -> go.Figure:
+    """Force magnitude over the cycle (% of cycle, N) of each named profile.json, overlaid."""
+    from planning.export import read_profile
+
+    fig = go.Figure()
+    for name, path in profiles.items():
+        doc, times, forces = read_profile(path)
+        fig.add_trace(go.Scatter(x=100 * times / float(doc["cycle_s"]), y=np.linalg.norm(forces, axis=1),
+                                 name=f"{name} ({doc.get('exercise', '')})", mode="lines"))
+    fig.update_layout(title="force at the pad over the cycle", xaxis_title="% of the cycle",
+                      yaxis_title="force (N)", height=300, margin=dict(l=50, r=20, t=40, b=40))
+    return fig

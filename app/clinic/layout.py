@@ -24,15 +24,23 @@ def page(context, session_id: str):
     if (twin.directory / "twin.png").is_file():
         data = base64.b64encode((twin.directory / "twin.png").read_bytes()).decode()
         picture = [html.Img(src=f"data:image/png;base64,{data}", style={"maxWidth": "720px"}, alt="twin picture")]
-    rows = [{k: r.get(k, "") for k in ("muscle", "side", "level", "use", "note")} for r in context.morphometry_use]
+    columns = ("muscle", "side", "level", "qc", "use", "note")
+    rows = [{k: r.get(k, "") for k in columns} | {"qc": r.get("qc") or "not recorded"} for r in context.morphometry_use]
     patient = _section(
         f"Patient {context.subject}", *picture,
         dcc.Graph(id="strength", figure=strength_figure(twin.spec, context.template)),
-        html.H3("morphometry rows: how each entered the twin"),
-        dash_table.DataTable(id="morphometry", data=rows, page_size=10,
-                             columns=[{"name": c, "id": c} for c in ("muscle", "side", "level", "use", "note")],
+        html.H3("morphometry rows: imaging QC and how each entered the twin"),
+        html.Div(f"{sum(r['use'] != 'measured' for r in rows)} of {len(rows)} rows not measured (estimated or "
+                 f"template, highlighted); {sum(r['qc'] in ('warn', 'fail') for r in rows)} with a QC "
+                 "warning or failure (look at qc.png)", id="morphometry-summary"),
+        dash_table.DataTable(id="morphometry", data=rows, page_size=10, sort_action="native",
+                             columns=[{"name": c, "id": c} for c in columns],
                              style_data_conditional=[{"if": {"filter_query": '{use} != "measured"'},
-                                                      "backgroundColor": "#fff3cd"}]))
+                                                      "backgroundColor": "#fff3cd"},
+                                                     {"if": {"filter_query": '{qc} = "warn"', "column_id": "qc"},
+                                                      "backgroundColor": "#ffe08a", "fontWeight": "bold"},
+                                                     {"if": {"filter_query": '{qc} = "fail"', "column_id": "qc"},
+                                                      "backgroundColor": "#f5b7b1", "fontWeight": "bold"}]))
     session = _section(
         "Session",
         html.Div(["exercise ", dcc.Dropdown(id="exercise", options=context.exercises, value=context.exercises[0],
@@ -48,6 +56,15 @@ def page(context, session_id: str):
         html.Div(["assistance scale ", dcc.Slider(id="scale", min=0.0, max=2.0, step=0.05, value=1.0,
                                                   marks={0: "0", 0.5: "0.5", 1: "1", 1.5: "1.5", 2: "2"})],
                  style={"width": "600px"}),
+        html.Div(["exercise speed (the cycle lasts cycle_s / speed; motion and force both faster) ",
+                  dcc.Slider(id="speed", min=0.5, max=2.0, step=0.05, value=1.0,
+                             marks={0.5: "0.5", 1: "1", 1.5: "1.5", 2: "2"})], style={"width": "600px"}),
+        html.Div(["force timing (% of the cycle; + later, - earlier) ",
+                  dcc.Slider(id="shift", min=-50, max=50, step=5, value=0,
+                             marks={-50: "-50", -25: "-25", 0: "0", 25: "+25", 50: "+50"})], style={"width": "600px"}),
+        html.Div(["force shape (peak exponent: >1 concentrates the force at its peak, <1 spreads it; peak kept) ",
+                  dcc.Slider(id="shape", min=0.25, max=4.0, step=0.25, value=1.0,
+                             marks={0.25: "0.25", 1: "1", 2: "2", 3: "3", 4: "4"})], style={"width": "600px"}),
         html.Div(id="prediction", **{"data-answer": "0"}),
         html.Div(id="closest"),
         dcc.Graph(id="activation"), dcc.Graph(id="loads"))
@@ -62,5 +79,6 @@ def page(context, session_id: str):
     export = _section(
         "Export",
         html.Button("download profile.json", id="export-json"), html.Button("download profile.csv", id="export-csv"),
+        html.Button("download profile.ros2.yaml", id="export-ros2"),
         html.Div(id="export-status"), dcc.Download(id="download"))
     return html.Div(header + [patient, session, whatif, plan, export], style={"fontFamily": "sans-serif", "margin": "12px"})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import optuna
@@ -15,10 +14,12 @@ log = logging.getLogger("lumbar_twin.app")
 
 
 class PlanJob:
-    """One `lumbar-twin plan` run into its own folder (`out`), with a SQLite optuna storage."""
+    """One `lumbar-twin plan` run into its own folder (`out`), with a SQLite optuna storage.
 
-    def __init__(self, twin_dir: Path, trials: int, exercise: str, targets: str, limits: str = ""):
-        self.folder = Path(tempfile.mkdtemp(prefix="lumbar-twin-plan-"))
+    `folder`: an empty temporary folder the caller owns and removes (app.clinic.session)."""
+
+    def __init__(self, folder: Path, twin_dir: Path, trials: int, exercise: str, targets: str, limits: str = ""):
+        self.folder = Path(folder)
         self.out = self.folder / "plan"
         self.trials = trials
         self.storage = f"sqlite:///{self.folder / 'study.db'}"
@@ -56,8 +57,13 @@ class PlanJob:
         if self.process.poll() is None:
             self.cancelled = True
             self.process.terminate()
-            self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
             log.info("plan cancelled")
+        self._log.close()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""

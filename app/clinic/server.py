@@ -3,6 +3,7 @@ installed dash package (serve_locally; no CDN), one session per browser tab."""
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,14 @@ class Context:
     exercises: list = field(default_factory=list)
     template: object | None = None
     sessions: Sessions = field(default_factory=Sessions)
+    build_folder: Path | None = None  # the twin built from a patient file, removed by close()
+
+    def close(self) -> None:
+        """Stop every plan run and remove every temporary folder the server made."""
+        self.sessions.close()
+        if self.build_folder is not None:
+            shutil.rmtree(self.build_folder, ignore_errors=True)
+            self.build_folder = None
 
 
 def load_context(source: str | Path) -> Context:
@@ -33,20 +42,27 @@ def load_context(source: str | Path) -> Context:
     from twin.simulate import load_twin
     from twin.template import load_template
 
-    source = Path(source)
+    source, build_folder = Path(source), None
     try:
         if source.is_file():
             from twin.build import build_twin
-            source = build_twin(source, Path(tempfile.mkdtemp(prefix="lumbar-twin-serve-"))).directory
+            build_folder = Path(tempfile.mkdtemp(prefix="lumbar-twin-serve-"))
+            source = build_twin(source, build_folder).directory
         twin = load_twin(source)
         doc = read_json(twin.directory / "twin.json")
     except (LumbarTwinError, OSError) as exc:
         log.error("%s", exc)
+        if build_folder is not None:
+            shutil.rmtree(build_folder, ignore_errors=True)
         return Context(error=f"cannot open the twin: {exc}")
+    except BaseException:  # Ctrl-C or SIGTERM during the build: leave nothing behind
+        if build_folder is not None:
+            shutil.rmtree(build_folder, ignore_errors=True)
+        raise
     # Only the pseudonymous subject code: twin.json's patient id (the DICOM name never reaches it).
     return Context(twin=twin, subject=str(twin.patient.get("id", "")), twin_sha256=sha256_file(twin.directory / "twin.json"),
                    morphometry_use=list(doc.get("morphometry_use") or []), exercises=exercise_names(),
-                   template=load_template())
+                   template=load_template(), build_folder=build_folder)
 
 
 def create_app(source: str | Path):
@@ -71,15 +87,27 @@ def make_server(source: str | Path, port: int = 8050):
     from werkzeug.serving import make_server as werkzeug_server
 
     app, context = create_app(source)
-    return werkzeug_server(HOST, port, app.server, threaded=True), context
+    try:
+        server = werkzeug_server(HOST, port, app.server, threaded=True)
+        # Requests in flight (a what-if inside MuJoCo) finish before the interpreter shuts down:
+        # server_close() joins them, instead of killing daemon threads in C code.
+        server.daemon_threads, server.block_on_close = False, True
+        return server, context
+    except BaseException:  # e.g. the port is taken: remove what the context made
+        context.close()
+        raise
 
 
 def serve(source: str | Path, port: int = 8050) -> int:
     import signal
 
-    server, context = make_server(source, port)
     # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        server, context = make_server(source, port)
+    except KeyboardInterrupt:  # stopped while a patient file was being built (its folder is removed)
+        print("lumbar-twin: clinic page stopped", flush=True)
+        return 130
     print(f"lumbar-twin clinic page for {context.subject or '(no twin)'}: http://{HOST}:{server.server_port}/ "
           "(Ctrl-C stops it)", flush=True)
     if context.error:
@@ -90,5 +118,6 @@ def serve(source: str | Path, port: int = 8050) -> int:
         pass
     finally:
         server.server_close()
+        context.close()  # plan runs stopped, temporary folders removed
         print("lumbar-twin: clinic page stopped", flush=True)
     return 0

@@ -2,17 +2,24 @@
 
 Each tab holds a random session id (a dcc.Store in the page); the server keeps the rest here,
 so two tabs on one server never share a profile, a plan run or an export.
+
+Temporary folders (uploads, plan runs) belong to the session that made them. A session keeps
+at most three: its current profile's, the compared profile's and a running plan's; every other
+one is removed as soon as it is replaced (`Session.prune`), and all of them when the server
+stops (`Sessions.close`).
 """
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planning.export import check_profile, read_profile
 from lumbar_twin.errors import LumbarTwinError
+from planning.export import check_profile, read_profile
 
 log = logging.getLogger("lumbar_twin.app")
 
@@ -23,6 +30,34 @@ class Session:
     problems: list[str] = field(default_factory=list)  # check_profile's answer for `profile`
     job: object | None = None  # the running or last PlanJob
     compare: Path | None = None  # an earlier profile, for side-by-side comparison
+    folders: list[Path] = field(default_factory=list)  # temporary folders this session made
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def new_folder(self, prefix: str) -> Path:
+        with self.lock:
+            folder = Path(tempfile.mkdtemp(prefix=prefix))
+            self.folders.append(folder)
+            return folder
+
+    def prune(self) -> None:
+        """Remove every folder this session made that holds neither its profile, the compared
+        profile nor a running plan."""
+        with self.lock:
+            running = self.job is not None and self.job.state == "running"
+            keep = [p for p in (self.profile, self.compare, self.job.folder if running else None) if p is not None]
+            for folder in list(self.folders):
+                if not any(p == folder or folder in p.parents for p in keep):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    self.folders.remove(folder)
+
+    def close(self) -> None:
+        """Stop a running plan and remove every folder (the server is stopping)."""
+        with self.lock:
+            if self.job is not None:
+                self.job.cancel()
+            for folder in self.folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            self.folders.clear()
 
 
 class Sessions:
@@ -40,37 +75,53 @@ class Sessions:
         with self._lock:
             return self._sessions.setdefault(sid, Session())
 
+    def folders(self) -> list[Path]:
+        """Every temporary folder the sessions hold now."""
+        with self._lock:
+            return [f for s in self._sessions.values() for f in s.folders]
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            session.close()
+
 
 def load_profile(session: Session, path: Path, twin_sha256: str) -> str:
     """Make `path` the session's profile; returns a message for the page (problems named).
 
     A profile made for another twin, or failing `lumbar-twin check` (checksum, limits, missing
-    verification), still loads for what-if, but is marked unexportable.
+    verification), still loads for what-if, but is marked unexportable. One that cannot be read
+    (not a profile, checksum failing) is refused and the session keeps its current profile.
     """
     try:
         doc, _, _ = read_profile(path)
+        problems = check_profile(path)
     except LumbarTwinError as exc:
         log.warning("profile refused: %s", exc)
         return f"profile refused: {exc}"
-    problems = check_profile(path)
     recorded = (doc.get("provenance") or {}).get("twin_sha256")
     if recorded != twin_sha256:
         problems = [f"made for another twin (twin_sha256 {str(recorded)[:12]}..., this twin {twin_sha256[:12]}...)"] + problems
-    if session.profile is not None and session.profile != path:
-        session.compare = session.profile
-    session.profile, session.problems = path, problems
+    with session.lock:
+        if session.profile is not None and session.profile != path:
+            session.compare = session.profile
+        session.profile, session.problems = path, problems
     for p in problems:
         log.warning("%s: %s", path, p)
     return f"loaded {path.name}" + ("" if not problems else f" - not exportable: {problems[0]}")
 
 
-def export_refusal(session: Session, scale: float, overlay_changed: bool) -> str | None:
-    """Why the session's profile may not be exported now, or None when it may."""
+def export_refusal(session: Session, forces_changed: bool, overlay_changed: bool) -> str | None:
+    """Why the session's profile may not be exported now, or None when it may.
+
+    forces_changed: what-if's scale, speed, shape or timing differ from the profile's own;
+    overlay_changed: its exercise, targets or limits do."""
     if session.profile is None:
         return "no profile yet: plan one or load a profile.json"
     if session.problems:
         return "the profile did not pass verification: " + "; ".join(session.problems)
-    if scale != 1.0 or overlay_changed:
-        return ("the profile shown is changed by what-if (scale, exercise, targets or limits) and was not "
-                "verified as changed: plan it to export it")
+    if forces_changed or overlay_changed:
+        return ("the profile shown is changed by what-if (scale, speed, shape, timing, exercise, targets or limits) "
+                "and was not verified as changed: plan it to export it")
     return None

@@ -114,6 +114,8 @@ def test_totalsegmentator_total_mr_output_on_a_real_scan(tmp_path, capsys):
     assert "autochthon" in uses[("multifidus", "left", "L1-L2")]["note"]
     assert uses[("psoas", "right", "L1-L2")]["use"] == "estimated"
     assert uses[("psoas", "right", "L3-L4")]["use"] == "template"
+    assert uses[("psoas", "right", "L3-L4")]["qc"] == "not imaged"  # the clinic page's qc column
+    assert uses[("erector_spinae", "left", "L1-L2")]["qc"] == autochthon.qc  # the row it was estimated from
     # and on to a verified, exported, checked profile
     assert main(["plan", str(tmp_path / "twin"), "--exercise", "trunk_extension", "--targets", "multifidus=0.25",
                  "--trials", "30", "--out", str(tmp_path / "plan")]) == 0
@@ -235,6 +237,8 @@ def test_build_refuses_a_failed_row_unless_accepted(tmp_path, capsys):
     uses = {(u["muscle"], u["side"], u["level"]): u for u in json.loads((twin / "twin.json").read_text())["morphometry_use"]}
     assert uses[("multifidus", "left", "L3-L4")]["use"] == "accepted_qc_fail"
     assert "drawn on the erector spinae" in uses[("multifidus", "left", "L3-L4")]["note"]
+    assert uses[("multifidus", "left", "L3-L4")]["qc"] == "fail"
+    assert {u["qc"] for k, u in uses.items() if u["use"] == "measured"} <= {"pass", "warn"}
     from planning.plan import Target
     from planning.report import template_target_lines
     from twin.simulate import load_twin
