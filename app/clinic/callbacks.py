@@ -157,9 +157,9 @@ def register(app, context) -> None:
         session = sessions.get(sid)
         refusal = export_refusal(session, _forces_change(scale, speed, shape, shift) != (1.0, 1.0, 1.0, 0.0),
                                  _overlay_changed(session, exercise, targets, limits))
-        if refusal is None:  # re-check the file itself: it may have changed on disk since
-            try:
-                problems = check_profile(session.profile)
+        if refusal is None:  # re-check the file (it may have changed on disk since) against this twin,
+            try:              # MuJoCo at every sample included: `lumbar-twin check --twin`
+                problems = check_profile(session.profile, twin=context.twin)
             except LumbarTwinError as exc:
                 problems = [str(exc)]
             refusal = ("the profile did not pass `lumbar-twin check`: " + problems[0]) if problems else None

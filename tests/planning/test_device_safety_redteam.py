@@ -155,7 +155,8 @@ def test_check_twin_refuses_another_twin_or_swapped_model_files(exported_plan, l
         with open(other / name, "a") as handle:  # a different file of the same twin
             handle.write("\n<!-- swapped -->\n")
     rc, err = _check(profile, capsys, "--twin", str(other))
-    assert rc == 1 and "model.osim is not the one" in err and "model.xml is not the one" in err
+    # The twin itself refuses to load (twin.json records its model files' sha256).
+    assert rc == 2 and "model.osim" in err and "sha256 differs from twin.json" in err
 
 
 def test_check_twin_re_simulates_a_consistent_forgery_that_check_alone_cannot_see(exported_plan, loaded_twin,
