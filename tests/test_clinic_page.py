@@ -194,16 +194,16 @@ def test_bad_input_is_refused_on_the_page_and_the_server_keeps_running(server, b
     (other / "profile.json").write_text(json.dumps(doc))
     shutil.copy(exported_plan / doc["csv"], other / doc["csv"])
     browser.get(url)
-    assert "made for another twin" in _upload(browser, other / "profile.json", other / doc["csv"])
+    assert "planned for another twin" in _upload(browser, other / "profile.json", other / doc["csv"])
     browser.find_element(By.ID, "export-json").click()
-    assert "made for another twin" in _wait_text(browser, "export-status", lambda t: "refused" in t)
+    assert "planned for another twin" in _wait_text(browser, "export-status", lambda t: "refused" in t)
 
     # limits out of range: the page says so, nothing changes, the server keeps answering
     limits = browser.find_element(By.ID, "limits")
     limits.send_keys("compression_N=-5", Keys.ENTER)
     assert "compression" in _wait_text(browser, "error", lambda t: "refused" in t)
     messages = [r.getMessage() for r in caplog.records]
-    for logged in ("session refused", "plan refused", "profile refused", "made for another twin", "what-if refused",
+    for logged in ("session refused", "plan refused", "profile refused", "planned for another twin", "what-if refused",
                    "export refused"):
         assert any(logged in m for m in messages), logged
     browser.get(url)

@@ -14,7 +14,7 @@ from dash.exceptions import PreventUpdate
 
 from app.clinic.figures import activation_figure, closest_limit, compare_figure, loads_figure
 from app.clinic.planjob import PlanJob
-from app.clinic.session import export_refusal, load_profile
+from app.clinic.session import export_refusal, load_profile, profile_files_sha256
 from lumbar_twin.errors import LumbarTwinError
 from planning.export import check_profile, ros2_from_profile
 from planning.plan import command_line_overlay, merge, resolve_plan
@@ -55,7 +55,7 @@ def register(app, context) -> None:
             log.warning("upload %s refused: not one profile.json", filenames)
             session.prune()
             return ("upload refused: select one profile.json (and its profile.csv)", *unchanged)
-        message = f"{documents[0].name}: " + load_profile(session, documents[0], context.twin_sha256)
+        message = f"{documents[0].name}: " + load_profile(session, documents[0], context.twin)
         session.prune()  # a refused upload, or the profile it replaced, leaves nothing behind
         if session.profile != documents[0]:
             return (message, *unchanged)
@@ -141,7 +141,7 @@ def register(app, context) -> None:
             return str(done), str(job.trials), f"running: {done} of {job.trials} trials", "", False, no_update
         text = job.output()
         if state == "done":
-            message = load_profile(session, job.profile, context.twin_sha256)
+            message = load_profile(session, job.profile, context.twin)
             session.prune()
             log.info("plan done: %s", message)
             return str(done), str(job.trials), "done: " + message, _verification_lines(text), True, _compare(session)
@@ -157,9 +157,11 @@ def register(app, context) -> None:
         session = sessions.get(sid)
         refusal = export_refusal(session, _forces_change(scale, speed, shape, shift) != (1.0, 1.0, 1.0, 0.0),
                                  _overlay_changed(session, exercise, targets, limits))
-        if refusal is None:  # re-check the file (it may have changed on disk since) against this twin,
-            try:              # MuJoCo at every sample included: `lumbar-twin check --twin`
-                problems = check_profile(session.profile, twin=context.twin)
+        if refusal is None:  # the files must still be those checked against this twin at load
+            try:
+                problems = check_profile(session.profile)
+                if profile_files_sha256(session.profile) != session.checked:
+                    problems.append("the profile's files changed on disk since they were checked; load it again")
             except LumbarTwinError as exc:
                 problems = [str(exc)]
             refusal = ("the profile did not pass `lumbar-twin check`: " + problems[0]) if problems else None

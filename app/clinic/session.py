@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lumbar_twin.errors import LumbarTwinError
+from lumbar_twin.fileio import sha256_file
 from planning.export import check_profile, read_profile
 
 log = logging.getLogger("lumbar_twin.app")
@@ -28,6 +29,7 @@ log = logging.getLogger("lumbar_twin.app")
 class Session:
     profile: Path | None = None
     problems: list[str] = field(default_factory=list)  # check_profile's answer for `profile`
+    checked: dict[str, str] = field(default_factory=dict)  # {file: sha256} of the profile as checked
     job: object | None = None  # the running or last PlanJob
     compare: Path | None = None  # an earlier profile, for side-by-side comparison
     folders: list[Path] = field(default_factory=list)  # temporary folders this session made
@@ -87,29 +89,36 @@ class Sessions:
             session.close()
 
 
-def load_profile(session: Session, path: Path, twin_sha256: str) -> str:
+def load_profile(session: Session, path: Path, twin) -> str:
     """Make `path` the session's profile; returns a message for the page (problems named).
 
-    A profile made for another twin, or failing `lumbar-twin check` (checksum, limits, missing
-    verification), still loads for what-if, but is marked unexportable. One that cannot be read
-    (not a profile, checksum failing) is refused and the session keeps its current profile.
+    twin: the page's LoadedTwin. The profile is checked as `lumbar-twin check --twin` does
+    (the files, this twin's identity and model files, MuJoCo at every sample: about 2 s). A
+    profile made for another twin, or failing that check, still loads for what-if, but is
+    marked unexportable. One that cannot be read (not a profile, checksum failing) is refused
+    and the session keeps its current profile.
     """
     try:
         doc, _, _ = read_profile(path)
-        problems = check_profile(path)
+        problems = check_profile(path, twin=twin)
+        checked = profile_files_sha256(path)
     except LumbarTwinError as exc:
         log.warning("profile refused: %s", exc)
         return f"profile refused: {exc}"
-    recorded = (doc.get("provenance") or {}).get("twin_sha256")
-    if recorded != twin_sha256:
-        problems = [f"made for another twin (twin_sha256 {str(recorded)[:12]}..., this twin {twin_sha256[:12]}...)"] + problems
     with session.lock:
         if session.profile is not None and session.profile != path:
             session.compare = session.profile
-        session.profile, session.problems = path, problems
+        session.profile, session.problems, session.checked = path, problems, checked
     for p in problems:
         log.warning("%s: %s", path, p)
     return f"loaded {path.name}" + ("" if not problems else f" - not exportable: {problems[0]}")
+
+
+def profile_files_sha256(path: Path) -> dict[str, str]:
+    """sha256 of profile.json and the files it names (CSV, ROS 2 yaml), as they are now."""
+    doc, _, _ = read_profile(path)
+    names = [path.name, doc["csv"]] + ([doc["ros2"]["file"]] if isinstance(doc.get("ros2"), dict) else [])
+    return {name: sha256_file(path.parent / name) for name in names if (path.parent / name).is_file()}
 
 
 def export_refusal(session: Session, forces_changed: bool, overlay_changed: bool) -> str | None:
