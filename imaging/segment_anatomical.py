@@ -90,6 +90,15 @@ SPINOUS_HALF_MM, SPINOUS_MAX_HALF_MM, SPINOUS_SEARCH_MM = 3.0, 6.0, 6.0
 #: multifidus share; erector spinae seeds beyond (a x share + b) of the mass, by distance from
 #: the spinous processes.
 MULTIFIDUS_SEED_SHARE, ERECTOR_SEED_SHARE = 0.25, (1.5, 0.1)
+#: Adipose tissue's fat fraction (subcutaneous fat 0.897 +/- 0.029, Franz et al. 2018, Int J
+#: Obes 42:175), and the adipose share by volume above which a voxel on the erector spinae's
+#: outer rim is not erector spinae: the fatty, fibrous band lateral and anterior to it (the
+#: lateral raphe and the aponeuroses of the thoracolumbar fascia, 5-10 mm; fat fraction
+#: 0.4-0.5 on the real scan, the muscle 0.05-0.2) joins the lean mass below the 0.65 limit.
+#: A quarter (0.2 above a healthy muscle's 0.1; 0.2 and 0.3 above the median were tried on
+#: the real scan, erector spinae Dice 0.866 / 0.856 left with the multifidus side peeled too):
+#: the partial-volume step (half muscle) then finds the outline's last voxel.
+ADIPOSE_FAT_FRACTION, RIM_ADIPOSE_SHARE = 0.9, 0.25
 
 # Psoas and quadratus lumborum
 #: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
@@ -292,6 +301,8 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm):
         # medially behind the laminae (beside the canal lie pedicles, facets, ligamenta flava)
         compartment_side = (away > 0) & (behind > TRANSVERSE_PROCESS_HW * hw) & ((away > hw) | (behind > LAMINA_HW * hw))
         paraspinal = _paraspinal_mass(lean & compartment_side, away, behind, hw, spacing_mm)
+        if paraspinal.any():
+            paraspinal &= ~_aponeurotic_rim(paraspinal, ff, away, share)
         allowed[paraspinal] |= _bits(("multifidus", side), ("erector_spinae", side))
         if paraspinal.any():
             _seed_paraspinal(markers, paraspinal, away, share, side, spacing_mm)
@@ -372,6 +383,24 @@ def _paraspinal_mass(region, away, behind, hw, spacing_mm) -> np.ndarray:
     # the dilation may reach a neighbour's edge: keep what connects to the cores
     lab, _ = ndimage.label(grown)
     return np.isin(lab, np.unique(lab[keep])) & grown
+
+
+def _aponeurotic_rim(mass, ff, away, share) -> np.ndarray:
+    """The part of the mass's rim on the erector spinae's side (beyond where its seeds start,
+    _seed_paraspinal) that is at least RIM_ADIPOSE_SHARE adipose against the mass's median fat
+    fraction and joins the outside through such voxels: the aponeurotic band around the
+    erector spinae. Fat inside the mass (marbling, an atrophied patch) is kept, and so is the
+    multifidus's side: peeling it too took the fatty edge of atrophied multifidus on
+    `lumbar-twin phantom` (CSA p90 5 % -> 11 %), though it helped the anatomic family."""
+    median = float(np.median(ff[mass]))
+    limit = min(PARASPINAL_FAT_FRACTION, median + RIM_ADIPOSE_SHARE * (ADIPOSE_FAT_FRACTION - median))
+    high = mass & (ff >= limit)
+    parts, _ = ndimage.label(high | ~mass)
+    outside = np.unique(parts[~mass])
+    rim = high & np.isin(parts, outside[outside > 0])
+    reach = np.sort(away[mass])
+    scale, offset = ERECTOR_SEED_SHARE
+    return rim & (away >= reach[int(min(0.95, scale * share + offset) * (reach.size - 1))])
 
 
 def _seed_paraspinal(markers, mass, away, share, side, spacing_mm) -> None:
