@@ -99,7 +99,9 @@ MULTIFIDUS_SEED_SHARE, ERECTOR_SEED_SHARE = 0.25, (1.5, 0.1)
 #: the real scan, erector spinae Dice 0.866 / 0.856 left with the multifidus side peeled too):
 #: the partial-volume step (half muscle) then finds the outline's last voxel. The same share
 #: bounds psoas against its own seed's fat fraction: without it, psoas on the real scan read
-#: 0.20-0.22 fat (healthy 0.04-0.07), taking the fat and bowel at its edge.
+#: 0.20-0.22 fat (healthy 0.04-0.07), taking the fat and bowel at its edge; and quadratus
+#: lumborum against its seed's (chosen after looking at one slice of the anatomic family,
+#: where it grows into the colon's contents).
 ADIPOSE_FAT_FRACTION, RIM_ADIPOSE_SHARE = 0.9, 0.25
 
 # Psoas and quadratus lumborum
@@ -326,7 +328,9 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm):
             near_mass = ndimage.distance_transform_edt(~paraspinal, sampling=(sx, sy))
             zone = lean & ~paraspinal & (away > 0) & (near_mass < QUADRATUS_REACH_MM)
             if 0.0 <= frame.level <= 3.5:  # between the 12th rib and the iliac crest
-                _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
+                seed = _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
+                if seed.any():  # nor quadratus lumborum into bowel contents beside it
+                    zone &= ff < _adipose_limit(float(np.median(ff[seed])))
             allowed[zone] |= _bits(("quadratus_lumborum", side))
         # sheets behind the back wall that are not the mass: latissimus dorsi, abdominal wall
         markers[lean & compartment_side & ~paraspinal & (markers == 0)] = OTHER
