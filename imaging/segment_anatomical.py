@@ -103,6 +103,12 @@ MULTIFIDUS_SEED_SHARE, ERECTOR_SEED_SHARE = 0.25, (1.5, 0.1)
 #: lumborum against its seed's (chosen after looking at one slice of the anatomic family,
 #: where it grows into the colon's contents).
 ADIPOSE_FAT_FRACTION, RIM_ADIPOSE_SHARE = 0.9, 0.25
+#: Erector spinae seeds stay this far inside the mass, so that the watershed, not the
+#: compartment's edge (the transverse-process line), draws its front and lateral border on the
+#: fascial plane against quadratus lumborum, psoas and the sheets beyond (the manual outline
+#: stops at the fascia a few mm behind the transverse processes). Half the band the mass takes
+#: back around its cores (MASS_NECK_MM + 1); the only value tried.
+ERECTOR_SEED_DEPTH_MM = 5.0
 
 # Psoas and quadratus lumborum
 #: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
@@ -430,7 +436,10 @@ def _seed_paraspinal(markers, mass, away, share, side, spacing_mm) -> None:
     scale, offset = ERECTOR_SEED_SHARE
     lateral_edge = reach[int(min(0.95, scale * share + offset) * (reach.size - 1))]
     markers[interior & (away <= medial_edge)] = MUSCLE_LABELS[("multifidus", side)]
-    markers[interior & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
+    inside = ndimage.distance_transform_edt(mass, sampling=spacing_mm[:2]) > ERECTOR_SEED_DEPTH_MM
+    if not (interior & inside & (away >= lateral_edge)).any():  # a thin mass: seed its interior
+        inside = interior
+    markers[interior & inside & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
 
 
 def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
