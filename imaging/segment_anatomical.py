@@ -90,6 +90,25 @@ SPINOUS_HALF_MM, SPINOUS_MAX_HALF_MM, SPINOUS_SEARCH_MM = 3.0, 6.0, 6.0
 #: multifidus share; erector spinae seeds beyond (a x share + b) of the mass, by distance from
 #: the spinous processes.
 MULTIFIDUS_SEED_SHARE, ERECTOR_SEED_SHARE = 0.25, (1.5, 0.1)
+#: Adipose tissue's fat fraction (subcutaneous fat 0.897 +/- 0.029, Franz et al. 2018, Int J
+#: Obes 42:175), and the adipose share by volume above which a voxel on the erector spinae's
+#: outer rim is not erector spinae: the fatty, fibrous band lateral and anterior to it (the
+#: lateral raphe and the aponeuroses of the thoracolumbar fascia, 5-10 mm; fat fraction
+#: 0.4-0.5 on the real scan, the muscle 0.05-0.2) joins the lean mass below the 0.65 limit.
+#: A quarter (0.2 above a healthy muscle's 0.1; 0.2 and 0.3 above the median were tried on
+#: the real scan, erector spinae Dice 0.866 / 0.856 left with the multifidus side peeled too):
+#: the partial-volume step (half muscle) then finds the outline's last voxel. The same share
+#: bounds psoas against its own seed's fat fraction: without it, psoas on the real scan read
+#: 0.20-0.22 fat (healthy 0.04-0.07), taking the fat and bowel at its edge; and quadratus
+#: lumborum against its seed's (chosen after looking at one slice of the anatomic family,
+#: where it grows into the colon's contents).
+ADIPOSE_FAT_FRACTION, RIM_ADIPOSE_SHARE = 0.9, 0.25
+#: Erector spinae seeds stay this far inside the mass, so that the watershed, not the
+#: compartment's edge (the transverse-process line), draws its front and lateral border on the
+#: fascial plane against quadratus lumborum, psoas and the sheets beyond (the manual outline
+#: stops at the fascia a few mm behind the transverse processes). Half the band the mass takes
+#: back around its cores (MASS_NECK_MM + 1); the only value tried.
+ERECTOR_SEED_DEPTH_MM = 5.0
 
 # Psoas and quadratus lumborum
 #: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
@@ -292,27 +311,33 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm):
         # medially behind the laminae (beside the canal lie pedicles, facets, ligamenta flava)
         compartment_side = (away > 0) & (behind > TRANSVERSE_PROCESS_HW * hw) & ((away > hw) | (behind > LAMINA_HW * hw))
         paraspinal = _paraspinal_mass(lean & compartment_side, away, behind, hw, spacing_mm)
+        if paraspinal.any():
+            paraspinal &= ~_aponeurotic_rim(paraspinal, ff, away, share)
         allowed[paraspinal] |= _bits(("multifidus", side), ("erector_spinae", side))
         if paraspinal.any():
             _seed_paraspinal(markers, paraspinal, away, share, side, spacing_mm)
         # psoas lies on the side of the vertebral body: seeds within PSOAS_GAP_MM of it, and
         # the muscle within PSOAS_REACH_HW body half-widths of it, not behind the processes
         zone = lean & ~paraspinal & (away > 0.3 * hw) & (near_body < PSOAS_REACH_HW * hw) & (behind < 0.5 * hw)
-        allowed[zone] |= _bits(("psoas", side))
         # at L1 the diaphragm's crura lie beside the body too, in front of psoas
         front_limit = 0.8 * hd if frame.level >= 0.5 else 0.3 * hd
         band = zone & (away > 0.6 * hw) & (ahead > -0.8 * hd) & (ahead < front_limit) & \
             (markers == 0)
         seed = _nearest_part(band, near_body, PSOAS_GAP_MM, spacing_mm)
+        if seed.any():  # not the fat and bowel at its edge: a quarter adipose against its own
+            zone &= ff < _adipose_limit(float(np.median(ff[seed])))
+        allowed[zone] |= _bits(("psoas", side))
         markers[seed & (near_body <= PSOAS_GAP_MM + 10.0)] = MUSCLE_LABELS[("psoas", side)]
         if paraspinal.any():
             _seed_organs(markers, lean & ~paraspinal & (away > 0) & (markers == 0), paraspinal, behind, near_body,
                          spacing_mm)
             near_mass = ndimage.distance_transform_edt(~paraspinal, sampling=(sx, sy))
             zone = lean & ~paraspinal & (away > 0) & (near_mass < QUADRATUS_REACH_MM)
-            allowed[zone] |= _bits(("quadratus_lumborum", side))
             if 0.0 <= frame.level <= 3.5:  # between the 12th rib and the iliac crest
-                _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
+                seed = _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
+                if seed.any():  # nor quadratus lumborum into bowel contents beside it
+                    zone &= ff < _adipose_limit(float(np.median(ff[seed])))
+            allowed[zone] |= _bits(("quadratus_lumborum", side))
         # sheets behind the back wall that are not the mass: latissimus dorsi, abdominal wall
         markers[lean & compartment_side & ~paraspinal & (markers == 0)] = OTHER
     markers[(markers > 0) & (markers != OTHER) & ((allowed >> np.clip(markers - 1, 0, 15)) & 1 == 0)] = 0
@@ -374,6 +399,28 @@ def _paraspinal_mass(region, away, behind, hw, spacing_mm) -> np.ndarray:
     return np.isin(lab, np.unique(lab[keep])) & grown
 
 
+def _adipose_limit(muscle_fat_fraction: float) -> float:
+    """Fat fraction of a voxel RIM_ADIPOSE_SHARE adipose tissue, the rest muscle of the given
+    fat fraction."""
+    return muscle_fat_fraction + RIM_ADIPOSE_SHARE * (ADIPOSE_FAT_FRACTION - muscle_fat_fraction)
+
+
+def _aponeurotic_rim(mass, ff, away, share) -> np.ndarray:
+    """The part of the mass's rim on the erector spinae's side (beyond where its seeds start,
+    _seed_paraspinal) that is at least RIM_ADIPOSE_SHARE adipose against the mass's median fat
+    fraction and joins the outside through such voxels: the aponeurotic band around the
+    erector spinae. Fat inside the mass (marbling, an atrophied patch) is kept, and so is the
+    multifidus's side: peeling it too took the fatty edge of atrophied multifidus on
+    `lumbar-twin phantom` (CSA p90 5 % -> 11 %), though it helped the anatomic family."""
+    high = mass & (ff >= min(PARASPINAL_FAT_FRACTION, _adipose_limit(float(np.median(ff[mass])))))
+    parts, _ = ndimage.label(high | ~mass)
+    outside = np.unique(parts[~mass])
+    rim = high & np.isin(parts, outside[outside > 0])
+    reach = np.sort(away[mass])
+    scale, offset = ERECTOR_SEED_SHARE
+    return rim & (away >= reach[int(min(0.95, scale * share + offset) * (reach.size - 1))])
+
+
 def _seed_paraspinal(markers, mass, away, share, side, spacing_mm) -> None:
     """Multifidus seeds on the most medial part of the mass, erector spinae seeds on its
     lateral part: by distance from the spinous processes, the medial seeds hold a quarter of
@@ -389,7 +436,10 @@ def _seed_paraspinal(markers, mass, away, share, side, spacing_mm) -> None:
     scale, offset = ERECTOR_SEED_SHARE
     lateral_edge = reach[int(min(0.95, scale * share + offset) * (reach.size - 1))]
     markers[interior & (away <= medial_edge)] = MUSCLE_LABELS[("multifidus", side)]
-    markers[interior & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
+    inside = ndimage.distance_transform_edt(mass, sampling=spacing_mm[:2]) > ERECTOR_SEED_DEPTH_MM
+    if not (interior & inside & (away >= lateral_edge)).any():  # a thin mass: seed its interior
+        inside = interior
+    markers[interior & inside & (away >= lateral_edge)] = MUSCLE_LABELS[("erector_spinae", side)]
 
 
 def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
@@ -413,7 +463,7 @@ def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
             markers[(lab == i + 1) & (behind < front_edge - QUADRATUS_SEED_MM)] = OTHER
 
 
-def _seed_quadratus(markers, region, mass, away, behind, side, spacing_mm) -> None:
+def _seed_quadratus(markers, region, mass, away, behind, side, spacing_mm) -> np.ndarray:
     """Quadratus lumborum: the deep lean tissue nearest the front of the lateral half of the
     erector spinae (between them lie only the transverse process tips and the middle layer of
     the thoracolumbar fascia); a kidney lies further forward, behind its own fat."""
@@ -424,6 +474,7 @@ def _seed_quadratus(markers, region, mass, away, behind, side, spacing_mm) -> No
     distance = ndimage.distance_transform_edt(~mass, sampling=spacing_mm[:2])
     seed = _nearest_part(band, distance, QUADRATUS_GAP_MM, spacing_mm) & (behind > front_edge - QUADRATUS_SEED_MM)
     markers[seed] = MUSCLE_LABELS[("quadratus_lumborum", side)]
+    return seed
 
 
 def _nearest_part(band, distance, gap_mm, spacing_mm, min_area_mm2: float = 40.0) -> np.ndarray:
