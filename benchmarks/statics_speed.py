@@ -26,7 +26,7 @@ import opensim as osim
 from lumbar_twin import DATA_DIR
 from twin.build import build_twin
 from twin.posture import posture
-from planning.opensim_solve import CONVERGENCE, states_file
+from planning.opensim_solve import CONVERGENCE, add_reserves, states_file
 from twin.statics import RESERVE_WEIGHT, Statics
 
 RESERVE_OPTIMAL_FORCE_NM = 1.0  # OpenSim reserves: control x 1 N m, so reserves are expensive
@@ -121,14 +121,7 @@ def _opensim_setup(tmp: Path, model_path: Path, spec, times, trajectory, reserve
                    states: bool = False) -> Path:
     """A model with reserves, a motion (or zero-speed states) file and an AnalyzeTool setup in XML."""
     model = osim.Model(str(model_path))
-    for coord in spec.coordinates:
-        reserve = osim.CoordinateActuator(coord.name)
-        reserve.setName(f"reserve_{coord.name}")
-        reserve.setOptimalForce(reserve_fopt)
-        reserve.setMinControl(-1e4)
-        reserve.setMaxControl(1e4)
-        model.addForce(reserve)
-    model.finalizeConnections()
+    add_reserves(model, spec.coordinate_names, reserve_fopt, max_control=1e4)
     with_reserves = tmp / "model_reserves.osim"
     model.printToXML(str(with_reserves))
 

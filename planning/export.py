@@ -22,12 +22,12 @@ import yaml
 from lumbar_twin.errors import InputError, LumbarTwinError
 from lumbar_twin.fileio import read_json, sha256_bytes, sha256_file, write_bytes_atomic, write_json_atomic
 from planning.profile import Device, Profile, check_samples
+from twin.simulate import MODEL_FILES
 from twin.spec import LEVELS
 
 SCHEMA = "lumbar-twin/device-profile@1"
 CSV_HEADER = ("time_s", "fx_N", "fy_N", "fz_N")
 ROS2_FILE = "profile.ros2.yaml"
-MODEL_FILES = ("model.osim", "model.xml")
 UNITS = {"time": "s", "force": "N"}
 #: The CSV holds the verified parameters' samples rounded to 1e-6 N (at most 5e-7 N off each).
 SAMPLE_TOLERANCE_N = 2e-6
@@ -196,12 +196,7 @@ def read_profile(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
         raise InputError(path, f"not a device profile (schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
                                f"expected {SCHEMA})")
     csv_path = path.parent / _sibling(path, doc.get("csv"), "csv")
-    try:
-        data = csv_path.read_bytes()
-    except OSError as exc:
-        raise InputError(csv_path, f"cannot read the profile's CSV ({exc.strerror})") from None
-    if sha256_bytes(data) != doc.get("sha256"):
-        raise InputError(csv_path, "checksum does not match profile.json: the CSV was changed or damaged")
+    data = _recorded_bytes(csv_path, doc.get("sha256"), "CSV")
     rows = list(csv.reader(io.StringIO(data.decode(errors="replace"))))
     if not rows or tuple(rows[0]) != CSV_HEADER:
         raise InputError(csv_path, f"header must be {','.join(CSV_HEADER)}")
@@ -213,6 +208,17 @@ def read_profile(path: str | Path) -> tuple[dict, np.ndarray, np.ndarray]:
     except ValueError as exc:
         raise InputError(csv_path, f"a value is not a number ({exc})") from None
     return doc, values[:, 0], values[:, 1:]
+
+
+def _recorded_bytes(path: Path, sha256: str | None, what: str) -> bytes:
+    """A file beside profile.json whose sha256 profile.json records (InputError if unreadable or changed)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the profile's {what} ({exc.strerror})") from None
+    if sha256_bytes(data) != sha256:
+        raise InputError(path, f"checksum does not match profile.json: the {what} was changed or damaged")
+    return data
 
 
 def _sibling(path: Path, name, field: str) -> str:
@@ -400,12 +406,7 @@ def _ros2_problems(path: Path, doc: dict, times: np.ndarray, forces: np.ndarray)
     ros_path = path.parent / _sibling(path, record.get("file"), "ros2.file")
     if not ros_path.exists():  # the CSV alone may go to a device that does not read ROS 2
         return []
-    try:
-        data = ros_path.read_bytes()
-    except OSError as exc:
-        raise InputError(ros_path, f"cannot read the profile's ROS 2 trajectory ({exc.strerror})") from None
-    if sha256_bytes(data) != record.get("sha256"):
-        raise InputError(ros_path, "checksum does not match profile.json: the trajectory was changed or damaged")
+    data = _recorded_bytes(ros_path, record.get("sha256"), "ROS 2 trajectory")
     try:
         ros = yaml.safe_load(data)
         points = ros["points"]

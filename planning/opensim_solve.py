@@ -77,14 +77,7 @@ def _solve(tmp: Path, run: SolveRun):
     if run.max_isometric_force_N is not None:
         for name, value in zip(run.fascicle_names, run.max_isometric_force_N):
             muscles.get(name).setMaxIsometricForce(float(value))
-    for name in run.coordinate_names:
-        reserve = osim.CoordinateActuator(name)
-        reserve.setName(f"reserve_{name}")
-        reserve.setOptimalForce(float(run.reserve_optimal_force_Nm))
-        reserve.setMinControl(-1e6)
-        reserve.setMaxControl(1e6)
-        model.addForce(reserve)
-    model.finalizeConnections()
+    add_reserves(model, run.coordinate_names, run.reserve_optimal_force_Nm)
     model_file = tmp / "model_with_reserves.osim"
     model.printToXML(str(model_file))
     model.initSystem()
@@ -129,6 +122,19 @@ def _solve(tmp: Path, run: SolveRun):
     reactions = np.stack([_columns(table, [f"{joint}_on_{child}_in_{child}_f{axis}" for axis in "xyz"])
                           for joint, child in run.level_joints], axis=1)
     return activations, reserves, reactions
+
+
+def add_reserves(model: osim.Model, coordinate_names, optimal_force_Nm: float, max_control: float = 1e6) -> None:
+    """One CoordinateActuator `reserve_<coordinate>` per coordinate (StaticOptimization's
+    reserves), controls within +-max_control; finalizes the model's connections."""
+    for name in coordinate_names:
+        reserve = osim.CoordinateActuator(name)
+        reserve.setName(f"reserve_{name}")
+        reserve.setOptimalForce(float(optimal_force_Nm))
+        reserve.setMinControl(-max_control)
+        reserve.setMaxControl(max_control)
+        model.addForce(reserve)
+    model.finalizeConnections()
 
 
 def _run(tmp: Path, name: str, model_file: Path, states: Path, external: Path, analysis, t0: float, t1: float):
