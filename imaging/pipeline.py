@@ -32,7 +32,7 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import labels_on_skin, row_problems, with_row_qc
+from imaging.plausibility import fat_order_problems, labels_on_skin, row_problems, with_row_qc
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -215,6 +215,11 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     # unless accepted: its fat fraction and lean CSA are wrong
     morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [SWAP_REASON] for m in morphometry.muscles
                                             if "water_fat_swap" in m.flags}, "fail")
+    # a fat fraction out of the muscles' usual order warns (Dixon only: a single-contrast
+    # image's psoas is the scale's lean reference)
+    fat_order = fat_order_problems(morphometry) if contrast is None else {}
+    morphometry = with_row_qc(morphometry, fat_order, "warn")
+    input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons)]
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "

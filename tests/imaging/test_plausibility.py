@@ -2,7 +2,7 @@
 from dataclasses import replace
 
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
-from imaging.plausibility import suspect_rows
+from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, suspect_rows
 
 
 def healthy(**changes) -> Morphometry:
@@ -45,3 +45,21 @@ def test_phantom_truths_raise_nothing(accuracy_phantoms):
     """Ten subjects with atrophy, slim and large habitus: real anatomy passes."""
     for ph in accuracy_phantoms:
         assert suspect_rows(ph.truth) == [], ph.anatomy.seed
+
+
+def test_a_psoas_fattier_than_the_extensors_beside_it_is_named():
+    """Psoas PDFF 5-6 % against 11-18 % in the erector spinae (Sollmann et al. 2020): a psoas
+    or quadratus lumborum label fattier than the erector spinae beside it took fat or bowel."""
+    assert fat_order_problems(healthy()) == {}
+    found = fat_order_problems(healthy(**{"psoas_left_L3-L4": (1500.0, 0.1 + FAT_ORDER_MARGIN + 0.01),
+                                          "quadratus_lumborum_right_L2-L3": (700.0, 0.35),
+                                          "psoas_right_L3-L4": (1500.0, 0.1 + FAT_ORDER_MARGIN - 0.01)}))
+    assert set(found) == {("psoas", "left", "L3-L4"), ("quadratus_lumborum", "right", "L2-L3")}
+    assert found[("psoas", "left", "L3-L4")][0].startswith("psoas left at L3-L4: fat fraction 0.21 against 0.10")
+
+
+def test_fatty_extensors_excuse_a_fatty_psoas():
+    """Atrophied back muscles (fat fraction 0.4) beside a psoas at 0.3: the order holds."""
+    changes = {f"erector_spinae_left_{level}": (1500.0, 0.4) for level in LEVELS}
+    changes["psoas_left_L4-L5"] = (1800.0, 0.3)
+    assert fat_order_problems(healthy(**changes)) == {}

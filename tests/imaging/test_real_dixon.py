@@ -12,7 +12,7 @@ from imaging.evaluation import agreement, load_reference_subject
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.body import body_outline
-from imaging.plausibility import labels_on_skin
+from imaging.plausibility import FAT_ORDER_MARGIN, labels_on_skin
 from app.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realmri"
@@ -85,6 +85,13 @@ def test_segment_command_on_the_real_scan(tmp_path):
     # whatever is still implausible is psoas or quadratus lumborum, which have no reference here
     assert not any(line.startswith(("erector_spinae", "multifidus")) for line in doc["provenance"]["warnings"])
     assert doc["provenance"]["levels_found"] == ["L2-L3", "L3-L4", "L4-L5"]  # no sacrum, no L1 in view
+    # a psoas or quadratus lumborum fattier than the erector spinae beside it is marked, not passed
+    rows = {(r["muscle"], r["side"], r["level"]): r for r in doc["muscles"]}
+    for (muscle, side, level), row in rows.items():
+        if muscle in ("psoas", "quadratus_lumborum") and ("erector_spinae", side, level) in rows:
+            fattier = row["fat_fraction"] > rows[("erector_spinae", side, level)]["fat_fraction"] + FAT_ORDER_MARGIN
+            marked = any("in the erector spinae beside it" in reason for reason in row["qc_reasons"])
+            assert fattier == marked and (row["qc"] != "pass" if fattier else True), (muscle, side, level)
     assert (out / "qc.png").stat().st_size > 10_000
 
 
