@@ -32,7 +32,7 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import fat_order_problems, labels_on_skin, row_problems, with_row_qc
+from imaging.plausibility import fat_order_problems, labels_on_skin, missing_rows, row_problems, with_row_qc
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -210,7 +210,9 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
         if (m.muscle, m.side) in on_skin:
             failed.setdefault((m.muscle, m.side, m.level), []).append(on_skin[(m.muscle, m.side)])
     morphometry = with_row_qc(morphometry, failed, "fail")
-    problems = list(dict.fromkeys([*on_skin.values(), *(r for reasons in failed.values() for r in reasons)]))
+    # a muscle the built-in segmenter did not find where every adult has one has no row to mark
+    lost = missing_rows(morphometry, list(levels.found), MUSCLE_LABELS) if labels is None else []
+    problems = list(dict.fromkeys([*on_skin.values(), *(r for reasons in failed.values() for r in reasons), *lost]))
     # a row flagged for a regional water-fat swap is written (marked), and build refuses it
     # unless accepted: its fat fraction and lean CSA are wrong
     morphometry = with_row_qc(morphometry, {(m.muscle, m.side, m.level): [SWAP_REASON] for m in morphometry.muscles

@@ -75,6 +75,20 @@ def row_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], list[st
     return {key: reasons for key, reasons in out.items() if reasons}
 
 
+def missing_rows(morphometry: Morphometry, levels: list[str], expected) -> list[str]:
+    """One line for each expected (muscle, side) with no row at a level found, where its healthy
+    section is at least SMALL_NORM_MM2: the built-in segmenter lost it (an imported map simply
+    may not hold every muscle)."""
+    out = []
+    for level in levels:
+        for muscle, side in expected:
+            norm = _norm(muscle, level)
+            if morphometry.get(muscle, side, level) is None and norm and norm >= SMALL_NORM_MM2:
+                out.append(f"{muscle} {side} at {level}: not found by the built-in segmenter (healthy section "
+                           f"{norm:.0f} mm^2)")
+    return out
+
+
 def fat_order_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], list[str]]:
     """(muscle, side, level) -> why, for each psoas or quadratus lumborum row whose fat fraction
     exceeds that of the erector spinae on its side at its level by more than FAT_ORDER_MARGIN

@@ -53,7 +53,7 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
         ax.set_xticks(x, found)
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
-        if j == 0:
+        if j == 0 and shown:  # a run that found no muscle has no bars to name
             ax.legend(fontsize=7, ncol=4, loc="upper left")
     missing = f"; missing levels: {', '.join(levels.missing)}" if levels.missing else ""
     fig.suptitle((title or "segmentation QC") + missing, fontsize=11)

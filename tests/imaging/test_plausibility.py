@@ -2,7 +2,8 @@
 from dataclasses import replace
 
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
-from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, suspect_rows
+from imaging.labels import MUSCLE_LABELS
+from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, missing_rows, suspect_rows
 
 
 def healthy(**changes) -> Morphometry:
@@ -63,3 +64,14 @@ def test_fatty_extensors_excuse_a_fatty_psoas():
     changes = {f"erector_spinae_left_{level}": (1500.0, 0.4) for level in LEVELS}
     changes["psoas_left_L4-L5"] = (1800.0, 0.3)
     assert fat_order_problems(healthy(**changes)) == {}
+
+
+def test_a_muscle_missing_where_every_adult_has_one_is_named():
+    """No psoas row at L3-L4 (healthy 1460 mm^2) is named; a missing multifidus at L1-L2 and
+    quadratus lumborum at L5-S1 (sections under 400 mm^2, absent in some people) are not."""
+    morph = healthy()
+    gone = {("psoas", "left", "L3-L4"), ("multifidus", "right", "L1-L2"), ("quadratus_lumborum", "left", "L5-S1")}
+    morph = replace(morph, muscles=tuple(m for m in morph.muscles if (m.muscle, m.side, m.level) not in gone))
+    assert missing_rows(healthy(), list(LEVELS), MUSCLE_LABELS) == []
+    assert missing_rows(morph, list(LEVELS), MUSCLE_LABELS) == [
+        "psoas left at L3-L4: not found by the built-in segmenter (healthy section 1460 mm^2)"]

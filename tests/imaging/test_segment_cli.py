@@ -282,3 +282,31 @@ def test_anatomic_phantom_family_from_the_command_line(tmp_path, capsys):
     assert main(["phantom", "--family", "anatomic", "--variant", "slim", "--out", str(tmp_path / "c")]) == 2
     assert "draws its habitus and orientation from the seed" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_muscle_the_built_in_segmenter_lost_stops_the_run(phantom_dir, tmp_path, capsys, monkeypatch):
+    """A built-in run that finds no left erector spinae (every adult has 900-2250 mm^2 of it)
+    has no row to mark: it stops, naming the muscle and level, and nothing is written. An
+    imported map without that muscle is a map that does not hold it, and passes."""
+    import imaging.pipeline as pipeline
+
+    segment, description = pipeline.SEGMENTERS["anatomical"]
+    lost = MUSCLE_LABELS[("erector_spinae", "left")]
+
+    def losing(*args):
+        labels = segment(*args)
+        labels[labels == lost] = 0
+        return labels
+
+    monkeypatch.setitem(pipeline.SEGMENTERS, "anatomical", (losing, description))
+    assert main(segment_args(phantom_dir, tmp_path / "lost")) == 2
+    err = capsys.readouterr().err
+    assert "erector_spinae left at L1-L2: not found by the built-in segmenter" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "lost").exists()
+
+    img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
+    data = np.asarray(img.dataobj).astype(np.uint8)
+    data[data == lost] = 0
+    nib.save(nib.Nifti1Image(data, img.affine), str(tmp_path / "ext.nii.gz"))
+    assert main(segment_args(phantom_dir, tmp_path / "imported", "--labels", str(tmp_path / "ext.nii.gz"),
+                             "--label-map", "toolkit")) == 0
