@@ -103,8 +103,8 @@ def fat_order_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], l
         if m.fat_fraction > extensor.fat_fraction + FAT_ORDER_MARGIN:
             out[(m.muscle, m.side, m.level)] = [
                 f"{m.muscle.replace('_', ' ')} {m.side} at {m.level}: fat fraction {m.fat_fraction:.2f} against "
-                f"{extensor.fat_fraction:.2f} in the erector spinae beside it (psoas and quadratus lumborum are leaner than "
-                f"the back extensors in health: fat or bowel taken at its edge?)"]
+                f"{extensor.fat_fraction:.2f} in the erector spinae beside it (psoas and quadratus lumborum are "
+                f"leaner than the back extensors in health: fat or bowel taken at its edge?)"]
     return out
 
 
