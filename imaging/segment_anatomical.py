@@ -143,6 +143,11 @@ ERECTOR_SEED_DEPTH_MM = 5.0
 #:   parts thinner than 4 mm kept (left to the partial-volume step): 0.873/0.839.
 ERECTOR_FASCIA_LINE_MM, ERECTOR_FASCIA_PER_MM, ERECTOR_FASCIA_DEPTH_MM = 4.0, 0.005, 15.0
 ERECTOR_FASCIA_DARKNESS, ERECTOR_FASCIA_NOISE = 0.1, 2.0
+#: The band outside the fascia is thin (real scan: about a fifth of the erector spinae's
+#: section at most): a slice that would lose more than this share has a core that is only a
+#: sliver at the muscle's back (a small section, as at L5-S1), not its interior, and is left
+#: alone (without it, lumbar-twin phantom seed 7 lost whole L5 sections to noise).
+ERECTOR_FASCIA_MAX_SHARE = 1.0 / 3.0
 
 # Psoas and quadratus lumborum
 #: Psoas seeds: the lean tissue nearest the side of the vertebral body, if this close to it.
@@ -271,7 +276,9 @@ def _erector_outer_fascia(labels, water, frames, spacing_mm) -> np.ndarray:
             cut = behind_line[parts] & (parts > 0)
             kept = mine & ~(cut | (rim & ndimage.binary_dilation(cut)))
             parts, _ = ndimage.label(kept)  # and the crumbs of rim left outside the cut
-            out[box + (k,)][mine & ~np.isin(parts, np.unique(parts[core]))] = 0
+            leaves = mine & ~np.isin(parts, np.unique(parts[core]))
+            if leaves.sum() <= ERECTOR_FASCIA_MAX_SHARE * mine.sum():  # else the core is a sliver
+                out[box + (k,)][leaves] = 0
     return out
 
 
