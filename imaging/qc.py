@@ -33,7 +33,8 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
         ax.imshow(water[:, :, k].T, origin="lower", cmap="gray", aspect=sy / sx)
         ax.imshow(labels[:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=len(LABEL_NAMES), aspect=sy / sx,
                   interpolation="nearest")
-        ax.set_title(f"{level} (slice {k}): QC {_level_status(morphometry, level)}", fontsize=9)
+        # one line a status: a level's title must not run over its neighbour's
+        ax.set_title(f"{level} (slice {k}), QC\n{_level_status(morphometry, level)}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("patient right \u2192", fontsize=7)
@@ -69,7 +70,7 @@ def _level_status(morphometry: Morphometry, level: str) -> str:
                 if m.level == level and m.qc == status]
         if rows:  # more than three would run over the neighbouring panel's title
             parts.append(f"{status}: {', '.join(rows)}" if len(rows) <= 3 else f"{status}: {len(rows)} rows")
-    return "; ".join(parts) or "pass"
+    return "\n".join(parts) or "pass"
 
 
 def _shade(name: str):
