@@ -50,8 +50,8 @@ from skimage.segmentation import watershed
 from imaging.body import body_outline, depth_mm
 from imaging.labels import MUSCLE_LABELS, VERTEBRAE
 from imaging.morphometry import LEVELS, healthy_csa_mm2
-from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _partial_volume_borders,
-                             _vertebra_geometry, smoothed_fat_fraction)
+from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _label_boxes,
+                             _partial_volume_borders, _vertebra_geometry, smoothed_fat_fraction)
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
@@ -262,45 +262,46 @@ def _erector_outer_fascia(labels, water, frames, spacing_mm) -> np.ndarray:
     smooth = ndimage.gaussian_filter(water.astype(np.float32), sigma=(0.7, 0.7, 0))
     line = _disk(ERECTOR_FASCIA_LINE_MM, sx, sy)
     margin = line.shape[0]
-    for k, frame in enumerate(frames):
-        for side, sign in (("left", -1.0), ("right", 1.0)):
-            es = labels[:, :, k] == MUSCLE_LABELS[("erector_spinae", side)]
-            if es.sum() < 50:
-                continue
-            found = ndimage.find_objects(es.astype(np.uint8))[0]
-            box = tuple(slice(max(0, f.start - margin), min(n, f.stop + margin)) for f, n in zip(found, es.shape))
-            mine, image = es[box], smooth[box + (k,)]
-            closed = ndimage.grey_closing(image, footprint=line)
-            darkness = (closed - image) / max(float(np.median(image[mine])), 1e-6)
-            gx, gy = np.meshgrid(np.arange(box[0].start, box[0].stop), np.arange(box[1].start, box[1].stop),
-                                 indexing="ij")
-            away = sign * (gx - frame.centre[0])
-            multifidus = labels[box + (k,)] == MUSCLE_LABELS[("multifidus", side)]
-            border = mine & ndimage.binary_dilation(~mine) & ~ndimage.binary_dilation(multifidus, iterations=2)
-            rim = border & ((gy >= gy[mine].mean()) | (away >= away[mine].mean()))
-            if not rim.any():
-                continue
-            depth = np.minimum(ndimage.distance_transform_edt(~rim, sampling=(sx, sy)), ERECTOR_FASCIA_DEPTH_MM)
-            core = mine & (depth >= ERECTOR_FASCIA_DEPTH_MM)
-            if not core.any():
-                continue
-            markers = np.where(core, 1, np.where(rim, 2, 0)).astype(np.int32)
-            flooded = watershed(darkness - ERECTOR_FASCIA_PER_MM * depth, markers=markers, mask=mine)
-            # a part cut off behind a line, not behind noise: most of its border with the core
-            # lies on (or beside) line voxels
-            floor = max(ERECTOR_FASCIA_DARKNESS, ERECTOR_FASCIA_NOISE * float(np.percentile(darkness[core], 90)))
-            on_line = ndimage.maximum_filter(darkness, size=3) >= floor
-            parts, n = ndimage.label((flooded == 2) & ~rim)
-            facing = ndimage.binary_dilation(flooded == 1) & (parts > 0)
-            facing_count = np.bincount(parts[facing], minlength=n + 1)
-            line_count = np.bincount(parts[facing & on_line], minlength=n + 1)
-            behind_line = (facing_count > 0) & (line_count >= 0.5 * facing_count)
-            cut = behind_line[parts] & (parts > 0)
-            kept = mine & ~(cut | (rim & ndimage.binary_dilation(cut)))
-            parts, _ = ndimage.label(kept)  # and the crumbs of rim left outside the cut
-            leaves = mine & ~np.isin(parts, np.unique(parts[core]))
-            if leaves.sum() <= ERECTOR_FASCIA_MAX_SHARE * mine.sum():  # else the core is a sliver
-                out[box + (k,)][leaves] = 0
+    sides = {MUSCLE_LABELS[("erector_spinae", side)]: (side, sign) for side, sign in (("left", -1.0), ("right", 1.0))}
+    for k, value, box in _label_boxes(labels, margin):
+        if value not in sides:
+            continue
+        side, sign = sides[value]
+        frame = frames[k]
+        mine, image = labels[box + (k,)] == value, smooth[box + (k,)]
+        if mine.sum() < 50:
+            continue
+        closed = ndimage.grey_closing(image, footprint=line)
+        darkness = (closed - image) / max(float(np.median(image[mine])), 1e-6)
+        gx, gy = np.meshgrid(np.arange(box[0].start, box[0].stop), np.arange(box[1].start, box[1].stop),
+                             indexing="ij")
+        away = sign * (gx - frame.centre[0])
+        multifidus = labels[box + (k,)] == MUSCLE_LABELS[("multifidus", side)]
+        border = mine & ndimage.binary_dilation(~mine) & ~ndimage.binary_dilation(multifidus, iterations=2)
+        rim = border & ((gy >= gy[mine].mean()) | (away >= away[mine].mean()))
+        if not rim.any():
+            continue
+        depth = np.minimum(ndimage.distance_transform_edt(~rim, sampling=(sx, sy)), ERECTOR_FASCIA_DEPTH_MM)
+        core = mine & (depth >= ERECTOR_FASCIA_DEPTH_MM)
+        if not core.any():
+            continue
+        markers = np.where(core, 1, np.where(rim, 2, 0)).astype(np.int32)
+        flooded = watershed(darkness - ERECTOR_FASCIA_PER_MM * depth, markers=markers, mask=mine)
+        # a part cut off behind a line, not behind noise: most of its border with the core
+        # lies on (or beside) line voxels
+        floor = max(ERECTOR_FASCIA_DARKNESS, ERECTOR_FASCIA_NOISE * float(np.percentile(darkness[core], 90)))
+        on_line = ndimage.maximum_filter(darkness, size=3) >= floor
+        parts, n = ndimage.label((flooded == 2) & ~rim)
+        facing = ndimage.binary_dilation(flooded == 1) & (parts > 0)
+        facing_count = np.bincount(parts[facing], minlength=n + 1)
+        line_count = np.bincount(parts[facing & on_line], minlength=n + 1)
+        behind_line = (facing_count > 0) & (line_count >= 0.5 * facing_count)
+        cut = behind_line[parts] & (parts > 0)
+        kept = mine & ~(cut | (rim & ndimage.binary_dilation(cut)))
+        parts, _ = ndimage.label(kept)  # and the crumbs of rim left outside the cut
+        leaves = mine & ~np.isin(parts, np.unique(parts[core]))
+        if leaves.sum() <= ERECTOR_FASCIA_MAX_SHARE * mine.sum():  # else the core is a sliver
+            out[box + (k,)][leaves] = 0
     return out
 
 
