@@ -40,14 +40,14 @@ def anatomical(subject, spacing):
 @pytest.mark.slow
 def test_anatomical_segmenter_finds_the_back_muscles_on_a_real_scan(subject, anatomical):
     """A guard below the issue's Dice 0.90 target and far above the watershed's 0.00-0.11
-    (measured 2026-11-30, commit 85bab3a: erector spinae 0.857 / 0.804, multifidus 0.737 /
-    0.693, left / right; fat fraction against the manual outline's 0.01-0.04 at the median
-    level, target 0.02)."""
+    (measured 2026-12-01: erector spinae 0.890 / 0.851, multifidus 0.841 / 0.752, left /
+    right; fat fraction against the manual outline's 0.01-0.04 at the median level, target
+    0.02)."""
     levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
     found = agreement(anatomical, subject["reference"], subject["water"], subject["fat"], subject["affine"], levels)
     assert sorted(found) == sorted(BACK)
     for key in BACK:
-        floor = 0.76 if key[0] == "erector_spinae" else 0.62
+        floor = 0.82 if key[0] == "erector_spinae" else 0.70
         assert found[key].dice >= floor, (key, found[key].dice)
         assert np.median(found[key].level_ff_error) <= 0.11, key  # fat fraction against the manual outline's
 
