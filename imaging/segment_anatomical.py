@@ -265,7 +265,8 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     if len(geometry) < 2:
         raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
     frames = _slice_frames(vertebrae, convention, geometry, spacing_mm)
-    midlines = _symmetry_midlines(water, total, frames, spacing_mm)
+    smooth_water = ndimage.gaussian_filter(water.astype(np.float32), sigma=(0.7, 0.7, 0))
+    midlines = _symmetry_midlines(smooth_water, total, frames, spacing_mm)
     soft = body & (total > MIN_SIGNAL_SHARE * lean_level)
     spine = np.zeros(body.shape, bool)
     markers = np.zeros(body.shape, np.int32)
@@ -281,7 +282,7 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
         markers[:, :, k], allowed[:, :, k] = _seed_slice(lean, ff[:, :, k], frame, spacing_mm, midlines[k],
                                                           spine[:, :, k])
     labels = _grow(_fascia_enhanced(ff, spacing_mm), markers, lean_all, allowed)
-    labels = _erector_outer_fascia(labels, water, frames, spacing_mm)
+    labels = _erector_outer_fascia(labels, smooth_water, frames, spacing_mm)
     labels = _partial_volume_borders(labels, water, fat, soft & ~spine & (depth > SKIN_MM))
     labels = _close_outlines(labels, ff, spine, body, spacing_mm)
     return _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
@@ -298,17 +299,17 @@ def _grow(elevation: np.ndarray, markers: np.ndarray, lean: np.ndarray, allowed:
     return grown.astype(np.uint8)
 
 
-def _erector_outer_fascia(labels, water, frames, spacing_mm) -> np.ndarray:
+def _erector_outer_fascia(labels, smooth_water, frames, spacing_mm) -> np.ndarray:
     """Cut the erector spinae's anterior and lateral rim at the dark fascial line on the water
     image (ERECTOR_FASCIA_*), slice by slice: a marker watershed inside the erector spinae
     between its outer rim (border voxels in front of its centre or lateral to it, not against
     multifidus) and its core (deeper than ERECTOR_FASCIA_DEPTH_MM from that rim; no core, no
     cut); what the rim takes behind a dark line leaves the erector spinae, with the rim beside
     it and whatever no longer joins the core. labels: the watershed's label map (canonical);
-    water: the Dixon water image; frames: the slices' SliceFrame (midline)."""
+    smooth_water: the Dixon water image smoothed in-plane (sigma 0.7 voxel); frames: the
+    slices' SliceFrame (midline)."""
     sx, sy, _ = spacing_mm
     out = labels.copy()
-    smooth = ndimage.gaussian_filter(water.astype(np.float32), sigma=(0.7, 0.7, 0))
     line = _disk(ERECTOR_FASCIA_LINE_MM, sx, sy)
     margin = line.shape[0]
     sides = {MUSCLE_LABELS[("erector_spinae", side)]: (side, sign) for side, sign in (("left", -1.0), ("right", 1.0))}
@@ -317,7 +318,7 @@ def _erector_outer_fascia(labels, water, frames, spacing_mm) -> np.ndarray:
             continue
         side, sign = sides[value]
         frame = frames[k]
-        mine, image = labels[box + (k,)] == value, smooth[box + (k,)]
+        mine, image = labels[box + (k,)] == value, smooth_water[box + (k,)]
         if mine.sum() < 50:
             continue
         closed = ndimage.grey_closing(image, footprint=line)
@@ -525,15 +526,15 @@ def _bits(*keys) -> int:
     return sum(1 << (MUSCLE_LABELS[key] - 1) for key in keys)
 
 
-def _symmetry_midlines(water, total, frames: list[SliceFrame], spacing_mm) -> np.ndarray:
+def _symmetry_midlines(smooth_water, total, frames: list[SliceFrame], spacing_mm) -> np.ndarray:
     """Per slice, the voxel x of the back's mirror axis behind the canal (SYMMETRY_*): the
     candidate (in half-voxel steps) with the highest sum of the mirror correlations of the
-    smoothed water and total images over the rows one to two and a half body half-widths behind
-    the back wall, that sum averaged over the neighbouring slices. The body's midline where the
-    band is out of the image."""
+    water image (smoothed in-plane, as given) and the total image (smoothed here) over the rows
+    one to two and a half body half-widths behind the back wall, that sum averaged over the
+    neighbouring slices. The body's midline where the band is out of the image."""
     sx, sy, _ = spacing_mm
-    nx, ny, nz = water.shape
-    images = [ndimage.gaussian_filter(np.asarray(im, np.float32), sigma=(0.7, 0.7, 0)) for im in (water, total)]
+    nx, ny, nz = smooth_water.shape
+    images = [smooth_water, ndimage.gaussian_filter(np.asarray(total, np.float32), sigma=(0.7, 0.7, 0))]
     reach, half = int(round(SYMMETRY_SEARCH_MM / sx)), SYMMETRY_HALF_MM / sx
     offsets = np.arange(-2 * reach, 2 * reach + 1) / 2.0
     scores = np.full((nz, offsets.size), np.nan)
@@ -542,6 +543,7 @@ def _symmetry_midlines(water, total, frames: list[SliceFrame], spacing_mm) -> np
         rows = np.nonzero((behind > frame.half_width_mm) & (behind < 2.5 * frame.half_width_mm))[0]
         if rows.size < 3:
             continue
+        bands = [image[:, rows, k] for image in images]  # this slice's rows, not the whole volume per offset
         for j, offset in enumerate(offsets):
             axis = frame.centre[0] + offset
             xs = np.arange(int(np.ceil(axis - half)), int(np.floor(axis + half)) + 1)
@@ -551,8 +553,8 @@ def _symmetry_midlines(water, total, frames: list[SliceFrame], spacing_mm) -> np
             if inside.sum() < 10:
                 continue
             total_score = 0.0
-            for image in images:
-                a, b = image[xs[inside]][:, rows, k].ravel(), image[mirrored[inside]][:, rows, k].ravel()
+            for band in bands:
+                a, b = band[xs[inside]].ravel(), band[mirrored[inside]].ravel()
                 if a.std() > 0 and b.std() > 0:
                     total_score += float(np.corrcoef(a, b)[0, 1])
             scores[k, j] = total_score

@@ -1,6 +1,7 @@
 """The anatomical segmenter's midline behind the canal is the back's mirror axis
 (imaging.segment_anatomical._symmetry_midlines), checked on images with a known axis."""
 import numpy as np
+from scipy import ndimage
 
 from imaging.segment_anatomical import SliceFrame, _symmetry_midlines
 
@@ -28,7 +29,8 @@ def mirror_back(axis_x: float, shape=(200, 160, 7), seed: int = 0):
     body_centre = axis_x + 6.0
     frames = [SliceFrame(np.array([body_centre, back_y + half_width]), back_y, half_width, half_width,
                          np.zeros((nx, ny), bool), 2.0) for _ in range(nz)]
-    return water, water + fat, frames
+    # as segment() gives it: the water image smoothed in-plane
+    return ndimage.gaussian_filter(water, sigma=(0.7, 0.7, 0)), water + fat, frames
 
 
 def test_axis_found_where_the_body_centre_is_off():
