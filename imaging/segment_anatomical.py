@@ -79,8 +79,8 @@ OTHER = 255
 #: front of it, quadratus lumborum's back on the tips), and their back, TRANSVERSE_PROCESS_HW
 #: (the erector spinae lies behind it; between the two lie the processes and the
 #: intertransverse muscles). The erector spinae's front in the reference labels, per lateral
-#: band of half a half-width from one to two and a half out (median): real scan 0.66-0.94, anatomic family 0.48-0.82,
-#: `lumbar-twin phantom` 0.65-1.04 (measured 2026-12-01).
+#: band of half a half-width from one to two and a half out (median): real scan 0.66-0.94,
+#: anatomic family 0.48-0.82, `lumbar-twin phantom` 0.65-1.04 (measured 2026-12-01).
 #: Until 2026-12-01 the back wall was the label's most posterior voxel, and the real scan's
 #: vertebra label reaches 9-10 mm (0.4 half-widths) behind the canal's front: the constants
 #: chosen on it (0.25 and LAMINA_HW 0.6) were 0.65 and 1.0 measured from the body's real back
@@ -100,7 +100,8 @@ TRANSVERSE_PROCESS_FRONT_HW, TRANSVERSE_PROCESS_HW = 0.25, 0.65
 #: body half-width out (and the canal is an ellipse behind the body, not a box:
 #: _spine_section). The multifidus's deepest point in the reference labels, beside the spinous
 #: process: real scan 1.20, anatomic family seeds 500-503 1.19-1.48, `lumbar-twin phantom`
-#: 400-403 1.05-1.21 half-widths. 0.8 was tried with the transverse-process plane at 0.45 (within 0.02 Dice).
+#: 400-403 1.05-1.21 half-widths. 0.8 was tried with the transverse-process plane at 0.45
+#: (within 0.02 Dice).
 LAMINA_HW = 1.0
 #: Necks narrower than twice this join a back muscle to latissimus dorsi, the abdominal wall or
 #: a kidney only by contact; the erector spinae is 25-50 mm thick.
