@@ -73,25 +73,25 @@ FASCIA_SIGMAS_MM, FASCIA_WEIGHT = (0.75, 1.5), 2.0
 OTHER = 255
 
 # Paraspinal compartment
-#: The transverse processes leave the pedicle-lamina junction and lie between two planes behind
-#: the vertebral body's back wall (measured on the body's midline: _body_on_midline), in body
-#: half-widths: their front, TRANSVERSE_PROCESS_FRONT_HW (quadratus lumborum and psoas lie in
-#: front of it, quadratus lumborum's back on the tips), and their back, TRANSVERSE_PROCESS_HW
-#: (the erector spinae lies behind it; between the two lie the processes and the
-#: intertransverse muscles). The erector spinae's front in the reference labels, per lateral
-#: band of half a half-width from one to two and a half out (median): real scan 0.66-0.94,
-#: anatomic family 0.48-0.82, `lumbar-twin phantom` 0.65-1.04 (measured 2026-12-01).
+#: The transverse processes' back plane behind the vertebral body's back wall (measured on the
+#: body's midline: _body_on_midline), in body half-widths: the erector spinae lies behind it.
+#: The processes leave the pedicle-lamina junction; between them lie the intertransverse
+#: muscles. The erector spinae's front in the reference labels, per lateral band of half a
+#: half-width from one to two and a half out (median): real scan 0.66-0.94, anatomic family
+#: 0.48-0.82, `lumbar-twin phantom` 0.65-1.04 (measured 2026-12-01).
 #: Until 2026-12-01 the back wall was the label's most posterior voxel, and the real scan's
 #: vertebra label reaches 9-10 mm (0.4 half-widths) behind the canal's front: the constants
 #: chosen on it (0.25 and LAMINA_HW 0.6) were 0.65 and 1.0 measured from the body's real back
 #: wall, and the phantoms got the shallower lines. Re-stated in the true frame (anatomic
 #: family seeds 500-507, before -> after: multifidus CSA error median 22 / 31 % -> 17 / 24 %,
-#: quadratus lumborum 29 / 34 % -> 6 / 24 %, erector spinae p90 22 / 35 % -> 20 / 24 %).
-#: 0.45 and 0.55 were tried: the real scan's erector spinae grows forward into the processes'
-#: band (Dice 0.86 / 0.83 at 0.45); 0.65 without the front plane for quadratus lumborum's
-#: seeds put them on the erector spinae's own front at 0.5 half-widths (anatomic seed 505,
-#: quadratus lumborum Dice 0.14 / 0.26).
-TRANSVERSE_PROCESS_FRONT_HW, TRANSVERSE_PROCESS_HW = 0.25, 0.65
+#: erector spinae p90 22 / 35 % -> 20 / 21 %, quadratus lumborum 29 / 34 % -> 20 / 32 % but
+#: on seed 505 its seeds land on the erector spinae's own front at 0.5 half-widths, Dice 0.63
+#: -> 0.14 / 0.26). 0.45 and 0.55 were tried: the real scan's erector spinae grows forward
+#: into the processes' band (Dice 0.86 / 0.83 at 0.45). Quadratus lumborum's seeds held in
+#: front of the processes' front plane (0.25) mend seed 505 (quadratus lumborum 6 / 24 % on
+#: 500-507) but leave the real scan's right one at L4-L5 a 111 mm^2 strip against 584 on the
+#: left, which `segment` refuses (more than 3 x apart); at 0.4-0.6 either that or seed 505.
+TRANSVERSE_PROCESS_HW = 0.65
 #: Medially a back muscle lies behind the laminae: the canal is 15-20 mm deep (Panjabi et al.
 #: 1992) on the midline and a lamina 5-7 mm thick, so the multifidus starts about one body
 #: half-width behind the back wall beside the spinous process; the laminae slope forward from
@@ -564,9 +564,7 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
             near_mass = ndimage.distance_transform_edt(~paraspinal, sampling=(sx, sy))
             zone = lean & ~paraspinal & (away > 0) & (near_mass < QUADRATUS_REACH_MM)
             if 0.0 <= frame.level <= 3.5:  # between the 12th rib and the iliac crest
-                # in front of the transverse processes (its back lies on their tips' front)
-                band = zone & (markers == 0) & (behind < TRANSVERSE_PROCESS_FRONT_HW * hw)
-                seed = _seed_quadratus(markers, band, paraspinal, away, behind, side, spacing_mm)
+                seed = _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
                 if seed.any():  # nor quadratus lumborum into bowel contents beside it
                     zone &= ff < _adipose_limit(float(np.median(ff[seed])))
             allowed[zone] |= _bits(("quadratus_lumborum", side))
