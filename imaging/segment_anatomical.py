@@ -73,36 +73,18 @@ FASCIA_SIGMAS_MM, FASCIA_WEIGHT = (0.75, 1.5), 2.0
 OTHER = 255
 
 # Paraspinal compartment
-#: The transverse processes' back plane behind the vertebral body's back wall (measured on the
-#: body's midline: _body_on_midline), in body half-widths: the erector spinae lies behind it.
-#: The processes leave the pedicle-lamina junction; between them lie the intertransverse
-#: muscles. The erector spinae's front in the reference labels, per lateral band of half a
-#: half-width from one to two and a half out (median): real scan 0.66-0.94, anatomic family
-#: 0.48-0.82, `lumbar-twin phantom` 0.65-1.04 (measured 2026-12-01).
-#: Until 2026-12-01 the back wall was the label's most posterior voxel, and the real scan's
-#: vertebra label reaches 9-10 mm (0.4 half-widths) behind the canal's front: the constants
-#: chosen on it (0.25 and LAMINA_HW 0.6) were 0.65 and 1.0 measured from the body's real back
-#: wall, and the phantoms got the shallower lines. Re-stated in the true frame (anatomic
-#: family seeds 500-507, before -> after: multifidus CSA error median 22 / 31 % -> 17 / 24 %,
-#: erector spinae p90 22 / 35 % -> 20 / 21 %, quadratus lumborum 29 / 34 % -> 20 / 32 % but
-#: on seed 505 its seeds land on the erector spinae's own front at 0.5 half-widths, Dice 0.63
-#: -> 0.14 / 0.26). 0.45 and 0.55 were tried: the real scan's erector spinae grows forward
-#: into the processes' band (Dice 0.86 / 0.83 at 0.45). Quadratus lumborum's seeds held in
-#: front of the processes' front plane (0.25) mend seed 505 (quadratus lumborum 6 / 24 % on
-#: 500-507) but leave the real scan's right one at L4-L5 a 111 mm^2 strip against 584 on the
-#: left, which `segment` refuses (more than 3 x apart); at 0.4-0.6 either that or seed 505.
-TRANSVERSE_PROCESS_HW = 0.65
+#: The transverse processes' plane behind the vertebral body's back wall, in body half-widths
+#: (they leave the pedicle-lamina junction a few mm behind the back wall).
+TRANSVERSE_PROCESS_HW = 0.25
 #: Medially a back muscle lies behind the laminae: the canal is 15-20 mm deep (Panjabi et al.
-#: 1992) on the midline and a lamina 5-7 mm thick, so the multifidus starts about one body
-#: half-width behind the back wall beside the spinous process; the laminae slope forward from
-#: the spinous process's root to the facets and transverse processes. The line runs from
-#: LAMINA_HW body half-widths behind the back wall on the midline to TRANSVERSE_PROCESS_HW one
-#: body half-width out (and the canal is an ellipse behind the body, not a box:
-#: _spine_section). The multifidus's deepest point in the reference labels, beside the spinous
-#: process: real scan 1.20, anatomic family seeds 500-503 1.19-1.48, `lumbar-twin phantom`
-#: 400-403 1.05-1.21 half-widths. 0.8 was tried with the transverse-process plane at 0.45
-#: (within 0.02 Dice).
-LAMINA_HW = 1.0
+#: 1992) on the midline, and the laminae slope forward from the spinous process's root to the
+#: facets and transverse processes. The line runs from LAMINA_HW body half-widths behind the
+#: back wall on the midline to TRANSVERSE_PROCESS_HW one body half-width out (and the canal is
+#: an ellipse behind the body, not a box: _spine_section). 0.6 (about 15 mm) was chosen on the
+#: real scan over 0.8 and 1.0 with a flat line; the slope and the ellipse were chosen on it
+#: together (2026-12-01: multifidus Dice 0.81 / 0.74 -> 0.84 / 0.75; the flat line cut the deep
+#: multifidus's teardrop off at the lamina's level).
+LAMINA_HW = 0.6
 #: Necks narrower than twice this join a back muscle to latissimus dorsi, the abdominal wall or
 #: a kidney only by contact; the erector spinae is 25-50 mm thick.
 MASS_NECK_MM = 8.0
@@ -123,9 +105,8 @@ SPINOUS_HALF_MM = 4.0
 #: total is nearly blind to fatty atrophy of one side, the water image shows bone best),
 #: averaged over SYMMETRY_SLICES neighbouring slices each way (the midline moves little from
 #: slice to slice). On the real scan the midline between the manual multifidus labels was
-#: found within 0.3 mm (median; at most 3.6 mm; 1.0 and 2.5 mm with the back wall at the
-#: vertebra label's most posterior voxel, before _body_on_midline), against 3.6 mm (at most
-#: 9.2) for the fattiest column alone; on eight phantoms of both families within 3.5 mm at most.
+#: found within 1.0 mm (median; at most 2.5 mm), against 3.6 mm (at most 9.2) for the fattiest
+#: column alone; on eight phantoms of both families within 3.5 mm at most.
 SYMMETRY_SEARCH_MM, SYMMETRY_HALF_MM, SYMMETRY_SLICES = 10.0, 40.0, 2
 #: Multifidus seeds: the part of the mass nearest the groove beside the spinous process
 #: (GROOVE_*) holding this share of the template's multifidus share; erector spinae seeds
@@ -392,8 +373,7 @@ def _disk(radius_mm: float, sx: float, sy: float) -> np.ndarray:
 def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
     """imaging.segment's vertebral body geometry, less a body cut by the volume's top or bottom
     edge while two whole ones remain (a cut body's section is not its middle)."""
-    geometry = {name: _body_on_midline(g, vertebrae == convention[name], spacing_mm)
-                for name, g in _vertebra_geometry(vertebrae, convention, spacing_mm).items()}
+    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
     nz = vertebrae.shape[2]
     whole = {}
     for name, g in geometry.items():
@@ -401,38 +381,6 @@ def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeo
         if present.min() > 0 and present.max() < nz - 1:
             whole[name] = g
     return whole if len(whole) >= 2 else geometry
-
-
-def _body_on_midline(g: VertebraGeometry, mask, spacing_mm) -> VertebraGeometry:
-    """The body's front and back wall measured on its midline column (three voxels wide) of
-    the mid section: from the label's most anterior voxel there back to the first gap (the
-    spinal canal) or the label's end. A label that holds the pedicles or the posterior corners
-    (the real scan's: its corners reach 9 mm behind the canal's front), or the whole vertebra
-    with its arch (TotalSegmentator's vertebrae), puts the back wall at the canal's front, not
-    at the label's most posterior voxel; a body-only label moves by a voxel or two (the back
-    wall is concave). The width likewise from the body's rows. mask: this vertebra's label (3-D,
-    canonical)."""
-    sy = spacing_mm[1]
-    section = mask[:, :, g.mid_slice]
-    cx = int(round(g.centre[0]))
-    column = section[max(0, cx - 1):cx + 2].any(axis=0)
-    ys = np.nonzero(column)[0]
-    if ys.size < 3:
-        return g
-    front = int(ys.max())
-    gaps = np.nonzero(~column[:front + 1])[0]
-    back = int(gaps.max()) + 1 if gaps.size else 0
-    # the width: the widest row of the body (the run through the midline between its walls),
-    # not the label's extent, which holds the transverse processes of a whole-vertebra label
-    widest = 0
-    for y in range(back, front + 1):
-        runs, _ = ndimage.label(section[:, y])
-        if runs[cx]:
-            xs = np.nonzero(runs == runs[cx])[0]
-            widest = max(widest, int(xs.max() - xs.min() + 1))
-    half_width = 0.5 * widest * spacing_mm[0] if widest else g.half_width_mm
-    return VertebraGeometry(centre=np.array([g.centre[0], 0.5 * (front + back)]), half_width_mm=half_width,
-                            half_depth_mm=0.5 * (front - back + 1) * sy, mid_slice=g.mid_slice)
 
 
 def _slice_frames(vertebrae, convention, geometry, spacing_mm) -> list[SliceFrame]:
