@@ -103,7 +103,7 @@ def test_plan_whatif_export_and_check(server, browser, tmp_path):
     trials.clear()
     trials.send_keys("8")
     browser.find_element(By.ID, "plan-start").click()
-    state = _wait_text(browser, "plan-state", lambda t: t.startswith(("done", "failed", "cancelled")), timeout=300)
+    state = _wait_text(browser, "plan-state", lambda t: t.startswith(("done", "failed", "cancelled")), timeout=120)
     assert state.startswith("done"), _text(browser, "verification")
     verification = _text(browser, "verification")
     assert "passed (model consistency)" in verification
