@@ -141,9 +141,9 @@ def register(app, context) -> None:
             return str(done), str(job.trials), f"running: {done} of {job.trials} trials", "", False, no_update
         text = job.output()
         if state == "done":
-            message = load_profile(session, job.profile, context.twin)
-            session.prune()
-            log.info("plan done: %s", message)
+            message = job.finish(lambda: _load_finished(session, job, context.twin))
+            if message is None:  # another poll is loading it
+                return str(done), str(job.trials), "checking the profile", "", False, no_update
             return str(done), str(job.trials), "done: " + message, _verification_lines(text), True, _compare(session)
         log.warning("plan %s", state)
         return str(done), str(job.trials), state, text[-2000:], True, no_update
@@ -176,6 +176,14 @@ def register(app, context) -> None:
             json.loads(session.profile.read_text())["csv"])
         log.info("exported %s", path)
         return dcc.send_file(str(path), filename=name), f"exported {name}"
+
+
+def _load_finished(session, job, twin) -> str:
+    """Load a finished plan's profile into the session (once per job: PlanJob.finish)."""
+    message = load_profile(session, job.profile, twin)
+    session.prune()
+    log.info("plan done: %s", message)
+    return message
 
 
 def _page_plan(context, exercise, targets, limits):

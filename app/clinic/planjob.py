@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -34,6 +35,8 @@ class PlanJob:
         log.info("plan: %s", " ".join(command))
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         self.cancelled = False
+        self.result: str | None = None  # the page's message once the profile is loaded (finish)
+        self._finishing = threading.Lock()
 
     def trials_done(self) -> int:
         try:
@@ -52,6 +55,21 @@ class PlanJob:
         if self.cancelled:
             return "cancelled"
         return "done" if code == 0 and (self.out / "profile.json").is_file() else "failed"
+
+    def finish(self, load) -> str | None:
+        """The message of `load()` (loading the finished plan's profile: seconds), run once.
+
+        The page polls every 500 ms and a poll that takes longer is superseded by the next, so
+        a poll that finds another one loading returns None at once instead of loading again
+        (with every poll loading, no answer ever reached the page on a slow machine)."""
+        if self.result is not None or not self._finishing.acquire(blocking=False):
+            return self.result
+        try:
+            if self.result is None:
+                self.result = load()
+        finally:
+            self._finishing.release()
+        return self.result
 
     def cancel(self) -> None:
         if self.process.poll() is None:
