@@ -35,7 +35,8 @@ from scipy import ndimage
 from imaging.labels import DEFAULT_VERTEBRA_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS
-from imaging.segment import body_mask, smoothed_fat_fraction
+from imaging.body import body_outline
+from imaging.segment import smoothed_fat_fraction
 from lumbar_twin.errors import InputError
 
 PERIOD_MM = (25.0, 60.0)
@@ -57,7 +58,9 @@ def find_spine(water: np.ndarray, fat: np.ndarray, spacing_mm, source: str = "im
                lowest_disc: str | None = None) -> FoundSpine:
     """find_levels on Dixon water and fat (or the single-contrast pseudo channels)."""
     total, ff = smoothed_fat_fraction(water, fat)
-    return find_levels(ff, total, body_mask(total), spacing_mm, source, lowest_disc)
+    # the per-slice outline: coil sensitivity falls off towards a slab's ends, and one
+    # threshold for the volume lost the back of the real scan's lowest five slices (the column)
+    return find_levels(ff, total, body_outline(total), spacing_mm, source, lowest_disc)
 
 
 def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm, source: str = "image",
@@ -74,7 +77,7 @@ def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm,
     smooth = ndimage.gaussian_filter(np.where(body, ff, 0.0), sigma=(3.0 / sx, 3.0 / sy, 0))
     # bone and air carry no fat-map meaning (a single contrast reads them as anything): the
     # column is soft tissue (marrow or disc) on nearly every slice, transverse processes are not
-    soft = body & (total > 0.5 * np.median(total[body]))
+    soft = body & (total > 0.5 * _muscle_signal(total, ff, body))
     column = _column(smooth, soft, spacing_mm, source)
     track, profile = _track(smooth, ff, total, body, column, spacing_mm)
     discs = _discs(profile, sz)
@@ -91,6 +94,15 @@ def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm,
     numbered = {level: position for level, position in zip(names, discs[lowest:])}
     vertebrae = _bodies(ff, total, body, track, discs[lowest:], numbered, spacing_mm)
     return FoundSpine(Levels(numbered, f"{source} ({how})"), vertebrae, track)
+
+
+def _muscle_signal(total, ff, body) -> float:
+    """Median total signal of lean tissue (fat map under 0.2: muscle, discs) in the body: the
+    reference for "soft tissue, not bone or air". The body's median was the reference before
+    2026-12-01; subcutaneous fat raises it, and on the real Dixon scan the column then fell
+    below half of it on 5 of 29 slices (0.40-0.72 of it; 0.58 or more of lean tissue's)."""
+    lean = body & (ff < 0.2)
+    return float(np.median(total[lean])) if lean.sum() > 100 else float(np.median(total[body]))
 
 
 def _column(smooth, soft, spacing_mm, source) -> np.ndarray:
@@ -124,7 +136,7 @@ def _track(smooth, ff, total, body, column, spacing_mm):
     fat map means nothing on a single contrast, and the slice is given the marrow's level."""
     sx, sy, _ = spacing_mm
     nx, ny, nz = ff.shape
-    soft = total > 0.5 * np.median(total[body])
+    soft = total > 0.5 * _muscle_signal(total, ff, body)
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     track = np.zeros((nz, 2))
     profile = np.zeros(nz)

@@ -114,3 +114,21 @@ def test_manual_labels_quantified_like_a_direct_count(tmp_path, subject, spacing
         direct = (1 - (z - k0)) * count[0] + (z - k0) * count[1]
         assert abs(row["csa_mm2"] - direct) <= 0.06 * direct, row
         assert 0.0 < row["fat_fraction"] < 0.3, row  # a healthy volunteer's back muscles
+
+
+def test_levels_found_on_the_real_image_match_its_vertebra_label(subject, spacing):
+    """Without a vertebra label map: the discs found on the real scan (numbered from the lowest
+    disc in view, L4-L5: the volume does not reach the sacrum) lie where its vertebra label
+    puts them. Before 2026-12-01 the column was found 24 mm to the side (the volume-wide body
+    threshold lost the back of the five lowest slices, and "soft tissue" was measured against
+    the body's median signal, which subcutaneous fat raises): L4-L5 was placed 64 mm too high."""
+    from imaging.find_levels import find_spine
+
+    truth = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS).disc_slice
+    found = find_spine(subject["water"], subject["fat"], spacing, "real", lowest_disc="L4-L5")
+    assert set(truth) <= set(found.levels.disc_slice), found.levels.disc_slice
+    for level, position in truth.items():  # 4 mm slices
+        assert abs(found.levels.disc_slice[level] - position) * spacing[2] <= 3.0, (level, found.levels.disc_slice)
+    column = np.array(ndimage.center_of_mass(subject["vertebrae"] > 0)[:2])
+    offsets = np.hypot(*((found.column_xy - column) * np.array(spacing[:2])).T)
+    assert np.median(offsets) < 10.0, np.median(offsets)
