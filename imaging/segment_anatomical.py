@@ -222,6 +222,14 @@ PSOAS_GAP_MM = 15.0
 #: Psoas lies within this many body half-widths of the vertebral body: a 1800-2000 mm^2 section
 #: at L4-L5 (the template's norms) beside a 45-50 mm wide body reaches 50-65 mm from it.
 PSOAS_REACH_HW = 3.0
+#: Psoas's front edge, in body half-depths in front of the body's centre, by level (0 = L1-L2
+#: disc ... 4 = L5-S1): it arises from the sides of the bodies and moves forward as it descends
+#: (Bogduk, Clinical and Radiological Anatomy of the Lumbar Spine, ch. 9). The reference labels'
+#: front (98th percentile of each section) per level band, at most: anatomic family seeds
+#: 500-507 0.71, 1.34, 1.93, 2.33, 1.98; `lumbar-twin phantom` 400-403 1.29, 1.67, 1.82, 2.02,
+#: 1.96; the real T2 subject's MuscleMap labels (L3 down) -, -, 0.82, 1.66, 2.48 (measured
+#: 2026-12-01). At L1-L2 the diaphragm's crura and the liver lie in front of it.
+PSOAS_FRONT_HD = ((0.0, 1.0, 2.0, 3.0, 4.0), (1.4, 1.8, 2.1, 2.5, 2.7))
 #: Quadratus lumborum seeds: the lean tissue nearest the erector spinae's front, if this close
 #: to it (the transverse process tips and the middle layer of the thoracolumbar fascia lie
 #: between), within QUADRATUS_DEPTH_MM in front of it, seeded up to QUADRATUS_SEED_MM in front;
@@ -574,7 +582,8 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
                 allowed[bony] &= ~np.uint16(_bits(("multifidus", side), ("erector_spinae", side)))
         # psoas lies on the side of the vertebral body: seeds within PSOAS_GAP_MM of it, and
         # the muscle within PSOAS_REACH_HW body half-widths of it, not behind the processes
-        zone = lean & ~paraspinal & (away > 0.3 * hw) & (near_body < PSOAS_REACH_HW * hw) & (behind < 0.5 * hw)
+        zone = lean & ~paraspinal & (away > 0.3 * hw) & (near_body < PSOAS_REACH_HW * hw) & (behind < 0.5 * hw) & \
+            (ahead < np.interp(frame.level, *PSOAS_FRONT_HD) * hd)
         # at L1 the diaphragm's crura lie beside the body too, in front of psoas
         front_limit = 0.8 * hd if frame.level >= 0.5 else 0.3 * hd
         band = zone & (away > 0.6 * hw) & (ahead > -0.8 * hd) & (ahead < front_limit) & \
