@@ -142,8 +142,9 @@ GROOVE_NEAR_MM, GROOVE_DEPTH_SCALE = 8.0, 0.5
 #: 500-507, `lumbar-twin phantom` 400-407; measured 2026-12-01). Held out (anatomic seeds
 #: 600-603), multifidus CSA error median 15 / 20 % -> 10 / 14 %, p90 33 / 46 % -> 28 / 37 %,
 #: erector spinae median 9 / 10 % -> 11 / 13 %; real scan multifidus p90 43 / 88 % -> 29 / 63 %,
-#: erector spinae median 21 / 7 % -> 11 / 2 % (docs/imaging.md). Redrawing the whole border as a contour of that distance was worse than
-#: the watershed's shape on every family (real multifidus 0.82 / 0.75, anatomic 0.76 / 0.73).
+#: erector spinae median 21 / 7 % -> 11 / 2 % (docs/imaging.md). Redrawing the whole border
+#: as a contour of that distance was worse than the watershed's shape on every family (real
+#: multifidus 0.82 / 0.75, anatomic 0.76 / 0.73).
 SPLIT_SHARE_BOUNDS = (0.75, 1.4)
 #: The segmenter works inside the body's bounding box widened by this (mm): more than the
 #: fascia filter's reach (4 sigma of FASCIA_SIGMAS_MM: 6 mm). The labels were the same as on
