@@ -77,9 +77,10 @@ def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm,
     smooth = ndimage.gaussian_filter(np.where(body, ff, 0.0), sigma=(3.0 / sx, 3.0 / sy, 0))
     # bone and air carry no fat-map meaning (a single contrast reads them as anything): the
     # column is soft tissue (marrow or disc) on nearly every slice, transverse processes are not
-    soft = body & (total > 0.5 * _muscle_signal(total, ff, body))
+    soft_signal = 0.5 * _muscle_signal(total, ff, body)
+    soft = body & (total > soft_signal)
     column = _column(smooth, soft, spacing_mm, source)
-    track, profile = _track(smooth, ff, total, body, column, spacing_mm)
+    track, profile = _track(smooth, ff, total, column, spacing_mm, soft_signal)
     discs = _discs(profile, sz)
     if len(discs) < 2:
         raise InputError(source, f"found {len(discs)} disc(s) along the spine, need at least two to number them "
@@ -130,13 +131,13 @@ def _column(smooth, soft, spacing_mm, source) -> np.ndarray:
     return np.array(np.unravel_index(np.argmax(score), score.shape), float)
 
 
-def _track(smooth, ff, total, body, column, spacing_mm):
+def _track(smooth, ff, total, column, spacing_mm, soft_signal):
     """The column's centre on each slice (following the marrow and disc section) and the
     fat-map profile along it. Only soft tissue counts: where bone fills the disk (sacrum), the
     fat map means nothing on a single contrast, and the slice is given the marrow's level."""
     sx, sy, _ = spacing_mm
     nx, ny, nz = ff.shape
-    soft = total > 0.5 * _muscle_signal(total, ff, body)
+    soft = total > soft_signal
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     track = np.zeros((nz, 2))
     profile = np.zeros(nz)

@@ -284,14 +284,15 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     grid in `convention`; spacing_mm: voxel size. Raises InputError when fewer than two lumbar
     vertebrae are labelled.
     """
-    total, _ = smoothed_fat_fraction(water, fat)
+    total, ff = smoothed_fat_fraction(water, fat)
     body = body_outline(total)  # on the whole slice: its threshold is a share of the slice's signal
     labels = np.zeros(water.shape, np.uint8)
     # the work runs inside the body's bounding box (the real scan's 400 x 400 slices hold about
     # twice it, and every step is per voxel); the margin keeps the filters' reach and the
     # distance maps to the outline as on the whole slice: the labels are the same
     box = _body_box(body, spacing_mm, BOX_MARGIN_MM) if body.any() else (slice(None),) * 3
-    labels[box] = _segment_box(water[box], fat[box], vertebrae[box], convention, spacing_mm, body[box])
+    labels[box] = _segment_box(water[box], fat[box], total[box], ff[box], vertebrae[box], convention, spacing_mm,
+                               body[box])
     return labels
 
 
@@ -305,10 +306,10 @@ def _body_box(body, spacing_mm, margin_mm: float) -> tuple[slice, slice, slice]:
     return box[0], box[1], slice(None)
 
 
-def _segment_box(water, fat, vertebrae, convention, spacing_mm, body) -> np.ndarray:
-    """segment() on the body's bounding box; body: the outline found on the whole slices."""
+def _segment_box(water, fat, total, ff, vertebrae, convention, spacing_mm, body) -> np.ndarray:
+    """segment() on the body's bounding box; total, ff (smoothed_fat_fraction) and body (the
+    outline) as found on the whole slices."""
     sx, sy, _ = spacing_mm
-    total, ff = smoothed_fat_fraction(water, fat)
     depth = depth_mm(body, spacing_mm)
     deep = body & (depth > 10.0)
     lean_level = float(np.median(total[deep & (ff < 0.2)])) if np.any(deep & (ff < 0.2)) else float(total[body].mean())

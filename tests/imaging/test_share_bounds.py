@@ -43,6 +43,7 @@ def test_a_share_outside_the_bounds_is_brought_to_the_bound_from_the_groove(mf_c
     else:  # erector spinae voxels nearest the groove became multifidus
         assert distance[moved].max() <= distance[out[:, :, 0] == ES].min() + 1e-9
 
+
 def test_a_share_within_the_bounds_is_left_alone():
     template = sa._template_multifidus_share(2.0)
     labels, frames, midlines = one_slice(int(round(60 * template)))
