@@ -329,8 +329,10 @@ def test_serve_prints_its_loopback_address_and_stops_cleanly_on_ctrl_c(sample_tw
     import signal
     import urllib.request
 
+    # Started as a script's background job is: SIGINT inherited ignored. Ctrl-C must still stop it.
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", str(sample_twin.directory), "--port", "0"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         first = process.stdout.readline()
         address = first.split("http://", 1)[1].split("/", 1)[0]

@@ -101,7 +101,10 @@ def make_server(source: str | Path, port: int = 8050):
 def serve(source: str | Path, port: int = 8050) -> int:
     import signal
 
-    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does.
+    # SIGTERM (a service manager, `kill`) stops it as cleanly as Ctrl-C does. SIGINT is set too:
+    # a process started in the background of a script inherits SIGINT ignored, and would then
+    # ignore the Ctrl-C (or `kill -INT`) that the first line promises stops it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server, context = make_server(source, port)
