@@ -63,8 +63,17 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
 
 
 def _level_status(morphometry: Morphometry, level: str) -> str:
-    """'pass', or the rows that did not pass, e.g. 'fail: psoas L; warn: multifidus R'."""
+    """'pass', or the rows that did not pass, e.g. 'fail: psoas L; warn: multifidus R'. A level
+    with no row is 'fail: no muscle found', and a muscle measured at another level but not at
+    this one is listed as missing: an empty panel must not read as a pass."""
+    here = {(m.muscle, m.side) for m in morphometry.muscles if m.level == level}
+    if not here:
+        return "fail: no muscle found"
+    elsewhere = {(m.muscle, m.side) for m in morphometry.muscles} - here
     parts = []
+    if elsewhere:
+        rows = [f"{muscle.replace('_', ' ')} {side[0].upper()}" for muscle, side in sorted(elsewhere)]
+        parts.append(f"missing: {', '.join(rows)}" if len(rows) <= 3 else f"missing: {len(rows)} muscles")
     for status in ("fail", "warn"):
         rows = [f"{m.muscle.replace('_', ' ')} {m.side[0].upper()}" for m in morphometry.muscles
                 if m.level == level and m.qc == status]
