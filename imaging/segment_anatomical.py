@@ -478,6 +478,9 @@ def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeo
 #: Before 2026-12-01 a disc slice took one neighbour's section, or a thick slice's sliver of
 #: endplate, and the rest of the disc (lean) was open to psoas: anatomic family seeds 500-507
 #: psoas CSA p90 48/45 -> 27/38 %, lumbar-twin phantom 400-403 psoas median 2/3 -> 4/4 %.
+#: Held out (seeds 600-603): anatomic psoas median 8/20 -> 2/4 %, p90 68/104 -> 50/70 %;
+#: lumbar-twin phantom psoas median 2/2 -> 4/4 %, p90 19/5 -> 31/9 % (its upper levels, where
+#: psoas takes part of quadratus lumborum: not understood yet).
 BODY_WHOLE_SHARE, DISC_REACH_MM = 0.8, 12.0
 
 
