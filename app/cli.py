@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from lumbar_twin import __version__
 from lumbar_twin.errors import InputError, LumbarTwinError
+from lumbar_twin.fileio import check_output_folder
 
 EXIT_INPUT = 2
 
@@ -24,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "out", None) and args.command != "whatif":  # whatif's --out is a picture
+            check_output_folder(args.out)  # before the work, not after it
         return args.run(args)
     except LumbarTwinError as exc:  # InputError included
         print(f"lumbar-twin: error: {exc}", file=sys.stderr)

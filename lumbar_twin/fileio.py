@@ -25,11 +25,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
+    """Write `data` to a temporary file beside `path`, then rename it into place. The file gets
+    the mode a plain open() would give it (0666 less the umask), not mkstemp's private 0600,
+    so that a service reading the outputs can."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -47,6 +56,17 @@ def write_json_atomic(path: str | Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
 
 
+def check_output_folder(path: str | Path) -> Path:
+    """`path` as an output folder: it may exist as a folder or not at all, and whatever of its
+    parents exist must be folders. InputError naming it otherwise (checked before long work)."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            where = "" if part == path else f" (its parent {part} is a file)"
+            raise InputError(path, f"is not a folder{where}: give a folder to write the outputs in")
+    return path
+
+
 @contextlib.contextmanager
 def staged_directory(final: str | Path) -> Iterator[Path]:
     """Yield a scratch folder beside `final`; on success move its files into `final`.
@@ -54,7 +74,7 @@ def staged_directory(final: str | Path) -> Iterator[Path]:
     Every file lands by an atomic rename, and if anything fails while the files are being
     made, `final` is left exactly as it was (no partial outputs).
     """
-    final = Path(final)
+    final = check_output_folder(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging.", dir=final.parent))
     try:
