@@ -7,6 +7,8 @@ What is checked (each fault stops with one line naming the file):
 - every labelled vertebra lies on the spine's column (TotalSegmentator `total_mr` has iliac
   vessels at 26-29, the `total` task's S1..L3 values);
 - the vertebrae are in cranio-caudal order;
+- no vertebra of the convention is missing between two labelled ones (L3 absent between L2
+  and L4: its levels would be dropped as if out of view);
 - no gap between two consecutive labelled vertebrae is as long as a vertebral body (an
   unlabelled vertebra between them, e.g. a transitional vertebra between L5 and S1); a sixth
   lumbar vertebra labelled as such stops too: the model has five lumbar levels;
@@ -72,6 +74,7 @@ def to_default_convention(vertebrae: np.ndarray, convention: VertebraConvention,
                                  "(relabel the map with the lumbosacral junction as L5-S1 if that is the anatomy)")
     ordered = [name for name in VERTEBRAE if name in named]
     _check_order(values, named, ordered, source)
+    _check_unlabelled_between(values, named, ordered, convention, source)
     _check_gaps(values, named, ordered, spacing_mm, source)
     out = np.zeros(values.shape, np.uint8)
     for name in ordered:
@@ -180,6 +183,23 @@ def _check_order(values, named, ordered, source) -> None:
     if by_height != ordered:
         listing = ", ".join(f"{n} (value {named[n]})" for n in by_height)
         raise InputError(source, f"vertebra labels out of cranio-caudal order; from the top the map holds {listing}")
+
+
+def _check_unlabelled_between(values, named, ordered, convention, source) -> None:
+    """A vertebra of the convention missing between two labelled ones (the tool lost it, or it
+    holds a value the convention does not have): its two levels would be dropped as "not in the
+    image" although they are. Values present that the convention does not name are listed."""
+    between = [name for name in VERTEBRAE[VERTEBRAE.index(ordered[0]):VERTEBRAE.index(ordered[-1]) + 1]
+               if name not in named]
+    if not between:
+        return
+    known = set(convention.values.values())
+    unknown = sorted(set(np.unique(values).tolist()) - known - {0})
+    hint = (f"; the map also holds values the convention '{convention.name}' does not name: "
+            f"{', '.join(str(v) for v in unknown[:8])}" if unknown else "")
+    raise InputError(source, f"{', '.join(between)} not labelled between {ordered[0]} and {ordered[-1]} "
+                             f"(convention '{convention.name}': {_listing(convention.values)}): the levels next "
+                             f"to it cannot be placed{hint}")
 
 
 def _check_gaps(values, named, ordered, spacing_mm, source) -> None:

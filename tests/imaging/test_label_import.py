@@ -339,3 +339,15 @@ def test_the_plan_report_says_which_targets_rest_on_template_rows(tmp_path):
            "right L5-S1." in lines
     assert any(line.startswith("- psoas.left rests on rows not measured") and "left L3-L4" in line
                and "right" not in line for line in lines)
+
+
+@pytest.mark.parametrize("new_value", [0, 9])
+def test_a_vertebra_missing_between_two_labelled_ones_stops(real_vertebrae, new_value):
+    """The real map with L3 erased (a tool that lost it) or given a value the convention lacks:
+    L2-L3 and L3-L4 are in the image, and must not be dropped as if out of view."""
+    values, spacing = real_vertebrae
+    lost = values.copy()
+    lost[values == 3] = new_value
+    match = r"L3 not labelled between L2 and L5" + (r".*does not name: 9" if new_value else "")
+    with pytest.raises(InputError, match=match):
+        to_default_convention(lost, vertebra_convention("default"), spacing, "v")
