@@ -66,6 +66,21 @@ def load_image(path: str | Path, what: str = "image", dixon: str | None = None) 
     return _checked(img, path, what)
 
 
+def label_values(image: Image, what: str = "label map") -> np.ndarray:
+    """A label map's values as integers. Values off a whole number (a map resampled with linear
+    interpolation: 1.5 where labels 1 and 2 meet) stop with InputError naming the file, instead
+    of being rounded into the neighbouring label."""
+    data = np.asarray(image.data)
+    values = np.rint(data)
+    off = np.abs(data - values) > 1e-3
+    if off.any():
+        examples = ", ".join(f"{v:g}" for v in np.unique(data[off])[:4])
+        raise InputError(image.source, f"the {what} holds values that are not whole numbers ({int(off.sum())} "
+                                       f"voxels, e.g. {examples}): resampled with interpolation? Resample label "
+                                       "maps with nearest neighbour")
+    return values.astype(np.int64)
+
+
 def same_grid(a: Image, b: Image, tolerance_mm: float = 1e-3) -> bool:
     return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=tolerance_mm)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imaging.body import body_outline
-from imaging.io import Image, load_image, same_grid, save_on_input_grid
+from imaging.io import Image, label_values, load_image, same_grid, save_on_input_grid
 from imaging import external
 from imaging.conventions import muscle_convention, vertebra_convention
 from imaging.find_levels import find_spine
@@ -155,7 +155,8 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
         levels_from = f"found on the image (imaging.find_levels): {found.levels.source}"
     else:
         vert_img = _on_grid(load_image(vertebrae, "vertebra label map"), reference, vertebrae, against)
-        numbered = to_default_convention(vert_img.data, vertebra_convention(vertebra_labels), spacing,
+        numbered = to_default_convention(label_values(vert_img, "vertebra label map"),
+                                         vertebra_convention(vertebra_labels), spacing,
                                          str(vertebrae), lowest_disc)
         vertebra_map = numbered.labels.astype(np.int32)
         levels = (Levels(numbered.disc_slice, str(vertebrae)) if numbered.disc_slice
@@ -302,7 +303,7 @@ def import_labels(image: Image, convention_name_or_path) -> np.ndarray:
     must be mapped or listed under "ignore"; with a convention that writes only its muscles
     (MuscleMap abdomen) any other value means the map is not that tool's."""
     convention = muscle_convention(convention_name_or_path)
-    values = np.rint(image.data).astype(np.int64)
+    values = label_values(image)
     present = set(np.unique(values).tolist()) - {0}
     unknown = sorted(present - set(convention.values))
     if unknown and convention.only:

@@ -351,3 +351,21 @@ def test_a_vertebra_missing_between_two_labelled_ones_stops(real_vertebrae, new_
     match = r"L3 not labelled between L2 and L5" + (r".*does not name: 9" if new_value else "")
     with pytest.raises(InputError, match=match):
         to_default_convention(lost, vertebra_convention("default"), spacing, "v")
+
+
+def test_a_label_map_resampled_with_interpolation_stops_naming_the_file(tmp_path):
+    """Real manual labels saved as float with 1.5 where 1 meets 2 (linear resampling): reading
+    it would round half of the border into the wrong muscle."""
+    real = REAL / "dixon_subject1_labels_manual.nii.gz"
+    img = nib.load(real)
+    data = np.asarray(img.dataobj).astype(np.float32)
+    border = (data == 1) & ((np.roll(data, 1, axis=0) == 2) | (np.roll(data, -1, axis=0) == 2))
+    assert border.sum() > 50
+    data[border] = 1.5
+    path = tmp_path / "labels_float.nii.gz"
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    with pytest.raises(InputError, match=r"labels_float.nii.gz.*not whole numbers \(\d+ voxels, e.g. 1.5\)"):
+        import_labels(load_image(path, "label map"), REAL / "labels_manual.json")
+    data[border] = 1.0  # whole numbers stored as float are fine
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    assert import_labels(load_image(path, "label map"), REAL / "labels_manual.json").any()
