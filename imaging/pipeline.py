@@ -22,7 +22,7 @@ from imaging.io import Image, label_values, load_image, same_grid, save_on_input
 from imaging import external
 from imaging.conventions import muscle_convention, vertebra_convention
 from imaging.find_levels import find_spine
-from imaging.input_checks import check_distinct_dixon
+from imaging.input_checks import affine_difference, check_distinct_dixon
 from imaging.label_checks import check_imported_labels
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, LABEL_NAMES, MUSCLE_LABELS, ROW_LABELS
 from imaging.noise import estimate_noise
@@ -292,8 +292,13 @@ def content_hash(data: np.ndarray) -> str:
 
 
 def _on_grid(other: Image, reference: Image, path, against: str = "water image") -> Image:
-    if not same_grid(other, reference):
+    if other.shape != reference.shape:
         raise InputError(path, f"grid {other.shape} does not match the {against} grid {reference.shape}")
+    if not same_grid(other, reference):  # same shape, another place or orientation in the scanner
+        angle, offset, zoom = affine_difference(other.affine, reference.affine)
+        raise InputError(path, f"same grid size {other.shape} as the {against} but another position: origin "
+                               f"{offset:.1f} mm away, axes {np.degrees(angle):.1f} deg apart, voxel size "
+                               f"{zoom:.3f} mm different (is it from another series?)")
     return other
 
 

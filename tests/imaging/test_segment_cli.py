@@ -183,6 +183,13 @@ def bad(tmp_path, phantom_dir, name):
         nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), str(tmp_path / "f.nii.gz"))
         return ["--water", str(water), "--fat", str(tmp_path / "f.nii.gz"), "--vertebrae", str(vert)], \
             "does not match the water image grid"
+    if name == "shifted grid":
+        img = nib.load(str(fat))
+        moved = img.affine.copy()
+        moved[:3, 3] += (0.0, 20.0, 0.0)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), moved), str(tmp_path / "f.nii.gz"))
+        return ["--water", str(water), "--fat", str(tmp_path / "f.nii.gz"), "--vertebrae", str(vert)], \
+            "another position: origin 20.0 mm away"
     if name == "no lumbar levels":
         img = nib.load(str(vert))
         nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), str(tmp_path / "v.nii.gz"))
@@ -203,7 +210,7 @@ def bad(tmp_path, phantom_dir, name):
     raise ValueError(name)
 
 
-@pytest.mark.parametrize("name", ["missing file", "truncated", "different grids", "no lumbar levels",
+@pytest.mark.parametrize("name", ["missing file", "truncated", "different grids", "shifted grid", "no lumbar levels",
                                   "unknown label values", "nan"])
 def test_bad_input_gives_one_line_exit_2_and_nothing_written(phantom_dir, tmp_path, capsys, name):
     args, message = bad(tmp_path, phantom_dir, name)
