@@ -117,7 +117,8 @@ def _check_fat_is_bright(image: np.ndarray, body: np.ndarray, source: str) -> No
     share = float(np.mean(image[rim] > threshold_otsu(image[body]))) if rim.any() else 0.0
     if share < 0.5:
         raise InputError(source, f"the subcutaneous fat is not bright ({share:.0%} of the body's rim is): "
-                                 "the single-contrast path needs a T1-weighted image (a water or T2 image?)")
+                                 "the built-in segmenter needs a T1-weighted image (a water or T2 image? an axial "
+                                 "T2 stack comes in with its labels: --image-contrast t2 --labels ...)")
 
 
 def pseudo_dixon(corrected: np.ndarray, scale: IntensityScale) -> tuple[np.ndarray, np.ndarray]:

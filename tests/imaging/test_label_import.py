@@ -288,6 +288,9 @@ def test_a_t2_stack_is_not_refused_for_its_contrast_but_asks_for_what_it_lacks(t
     one_line_error(capsys, out, "give --vertebrae")
     assert main([*t2, "--out", str(out)]) == 2
     one_line_error(capsys, out, "give --labels or --segmenter")
+    # given as a T1 image (no --image-contrast), the refusal names the option it lacks
+    assert main(["segment", "--image", str(REAL / "t2_subject2_image.nii.gz"), "--out", str(out)]) == 2
+    one_line_error(capsys, out, "--image-contrast t2")
 
 
 def test_t2_rows_carry_their_fat_fraction_caveat(tmp_path):
