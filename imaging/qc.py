@@ -26,12 +26,13 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
     colours = [(0, 0, 0, 0)] + [(*_shade(LABEL_NAMES[v]), 0.55) for v in range(1, len(LABEL_NAMES) + 1)]
     cmap = ListedColormap(colours)
     sx, sy, _ = spacing_mm
+    box = _label_box(labels, spacing_mm)
     for i, level in enumerate(found):
         k = int(round(levels.disc_slice[level]))
         k = min(max(k, 0), water.shape[2] - 1)
         ax = fig.add_subplot(grid[0, i])
-        ax.imshow(water[:, :, k].T, origin="lower", cmap="gray", aspect=sy / sx)
-        ax.imshow(labels[:, :, k].T, origin="lower", cmap=cmap, vmin=0, vmax=len(LABEL_NAMES), aspect=sy / sx,
+        ax.imshow(water[box + (k,)].T, origin="lower", cmap="gray", aspect=sy / sx)
+        ax.imshow(labels[box + (k,)].T, origin="lower", cmap=cmap, vmin=0, vmax=len(LABEL_NAMES), aspect=sy / sx,
                   interpolation="nearest")
         # one line a status: a level's title must not run over its neighbour's
         ax.set_title(f"{level} (slice {k}), QC\n{_level_status(morphometry, level)}", fontsize=8)
@@ -54,12 +55,30 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
         ax.set_xticks(x, found)
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
-        if j == 0 and shown:  # a run that found no muscle has no bars to name
-            ax.legend(fontsize=7, ncol=4, loc="upper left")
+        if j == 0 and shown:  # below the axes: inside, it covered the tallest bars
+            ax.legend(fontsize=7, ncol=4, loc="upper left", bbox_to_anchor=(0.0, -0.12))
     missing = f"; missing levels: {', '.join(levels.missing)}" if levels.missing else ""
     fig.suptitle((title or "segmentation QC") + missing, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+#: Margin around the muscles' bounding box in the slice panels: enough to show the vertebral
+#: body, the skin behind the back muscles and the tissue a leak would reach.
+PANEL_MARGIN_MM = 30.0
+
+
+def _label_box(labels: np.ndarray, spacing_mm) -> tuple[slice, slice]:
+    """In-plane box of every label over all slices, widened by PANEL_MARGIN_MM (whole slices
+    when nothing is labelled): the muscles fill the panel instead of a few dozen pixels of it."""
+    if not labels.any():
+        return slice(None), slice(None)
+    box = []
+    for axis, other in ((0, (1, 2)), (1, (0, 2))):
+        present = np.nonzero(labels.any(axis=other))[0]
+        pad = int(np.ceil(PANEL_MARGIN_MM / spacing_mm[axis]))
+        box.append(slice(max(0, int(present[0]) - pad), min(labels.shape[axis], int(present[-1]) + pad + 1)))
+    return box[0], box[1]
 
 
 def _level_status(morphometry: Morphometry, level: str) -> str:
