@@ -336,6 +336,6 @@ def not_measured(morphometry: Morphometry, labels: np.ndarray, levels: Levels, b
     for level in levels.found:
         for (muscle, side) in expected:
             if morphometry.get(muscle, side, level) is None:
-                out.append(f"{muscle} {side} at {level}: not labelled on the disc's slices")
+                out.append(f"{muscle.replace('_', ' ')} {side} at {level}: not labelled on the disc's slices")
     return out
 

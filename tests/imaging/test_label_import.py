@@ -267,7 +267,7 @@ def test_the_real_t2_stack_with_musclemap_labels_reaches_a_checked_profile(tmp_p
     assert morph.provenance["levels_found"] == ["L4-L5", "L5-S1"]
     assert len(morph.muscles) == 14 and {m.qc for m in morph.muscles} == {"warn"}
     assert morph.get("quadratus_lumborum", "left", "L5-S1") is None
-    assert any(line.startswith("quadratus_lumborum left at L5-S1") for line in morph.provenance["not_measured"])
+    assert any(line.startswith("quadratus lumborum left at L5-S1") for line in morph.provenance["not_measured"])
     for m in morph.muscles:  # lean, healthy-looking muscle at these levels
         assert 300 < m.csa_mm2 < 2500 and 0.0 < m.fat_fraction < 0.2, m
     patient = patient_file(tmp_path, out, "T2-2", "female", 45, 1.68, 70.0)

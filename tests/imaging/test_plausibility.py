@@ -31,7 +31,7 @@ def test_a_lost_muscle_is_named_with_its_level_and_side():
 def test_a_leak_and_a_fat_muscle_are_named():
     lines = suspect_rows(healthy(**{"psoas_left_L2-L3": (3000.0, 0.05), "erector_spinae_left_L4-L5": (1600.0, 0.7)}))
     assert any(line.startswith("psoas left at L2-L3: 3000 mm^2, over 3 x the healthy 900") for line in lines)
-    assert any(line.startswith("erector_spinae left at L4-L5: fat fraction 0.70") for line in lines)
+    assert any(line.startswith("erector spinae left at L4-L5: fat fraction 0.70") for line in lines)
 
 
 def test_small_sections_are_not_called_missing():

@@ -308,7 +308,7 @@ def test_a_muscle_the_built_in_segmenter_lost_stops_the_run(phantom_dir, tmp_pat
     monkeypatch.setitem(pipeline.SEGMENTERS, "anatomical", (losing, description))
     assert main(segment_args(phantom_dir, tmp_path / "lost")) == 2
     err = capsys.readouterr().err
-    assert "erector_spinae left at L1-L2: not found by the built-in segmenter" in err
+    assert "erector spinae left at L1-L2: not found by the built-in segmenter" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "lost").exists()
 
     img = nib.load(str(phantom_dir / "labels_truth.nii.gz"))
