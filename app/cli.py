@@ -313,8 +313,11 @@ def _run_segment(args: argparse.Namespace) -> int:
           f"in {time.perf_counter() - start:.1f} s"
           + ("" if args.vertebrae else " (levels found on the image: " + ", ".join(
               f"{lv} at slice {levels.disc_slice[lv]:.1f}" for lv in levels.found) + ")"))
-    if levels.missing:
-        print(f"  not in the image: {', '.join(levels.missing)}", file=sys.stderr)
+    outside = [level for level in levels.missing if level not in levels.at_edge]
+    if outside:
+        print(f"  not in the image: {', '.join(outside)}", file=sys.stderr)
+    if levels.at_edge:
+        print(f"  on the volume's first or last slices, not measured: {', '.join(levels.at_edge)}", file=sys.stderr)
     for line in result.morphometry.provenance["not_measured"]:
         print(f"  not measured (the twin takes the template): {line}", file=sys.stderr)
     for line in result.morphometry.provenance["warnings"]:

@@ -35,6 +35,7 @@ from scipy import ndimage
 from imaging.labels import DEFAULT_VERTEBRA_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS
+from imaging.quantify import FAT_FRACTION_SLAB_MM
 from imaging.body import body_outline
 from imaging.segment import smoothed_fat_fraction
 from lumbar_twin.errors import InputError
@@ -94,7 +95,14 @@ def find_levels(ff: np.ndarray, total: np.ndarray, body: np.ndarray, spacing_mm,
         how = f"found on the image, numbered from the user's anchor (lowest disc {lowest_disc})"
     numbered = {level: position for level, position in zip(names, discs[lowest:])}
     vertebrae = _bodies(ff, total, body, track, discs[lowest:], numbered, spacing_mm)
-    return FoundSpine(Levels(numbered, f"{source} ({how})"), vertebrae, track)
+    # a disc on the volume's first or last slices is numbered but not measured: its fat fraction
+    # is read within FAT_FRACTION_SLAB_MM of it and its CSA between the slices that bracket it
+    edge = {level: p for level, p in numbered.items() if min(p, nz - 1 - p) * sz < FAT_FRACTION_SLAB_MM}
+    if edge:
+        how += "; " + ", ".join(f"{level} at slice {p:.1f}" for level, p in edge.items()) + \
+            f" lies within {FAT_FRACTION_SLAB_MM:g} mm of the volume's edge, not measured"
+    measured = {level: p for level, p in numbered.items() if level not in edge}
+    return FoundSpine(Levels(measured, f"{source} ({how})", tuple(edge)), vertebrae, track)
 
 
 def _muscle_signal(total, ff, body) -> float:

@@ -21,6 +21,8 @@ class Levels:
 
     disc_slice: dict[str, float]
     source: str
+    #: Levels whose disc lies in the volume but too near its edge to be measured (missing too).
+    at_edge: tuple[str, ...] = ()
 
     @property
     def found(self) -> tuple[str, ...]:
