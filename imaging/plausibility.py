@@ -49,13 +49,17 @@ def suspect_rows(morphometry: Morphometry) -> list[str]:
     return list(dict.fromkeys(reason for reasons in row_problems(morphometry).values() for reason in reasons))
 
 
+def _words(muscle: str) -> str:
+    return muscle.replace("_", " ")
+
+
 def row_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], list[str]]:
     """(muscle, side, level) -> why the row is suspect, for the suspect rows only."""
     out: dict[tuple[str, str, str], list[str]] = {}
     rows = {(m.muscle, m.side, m.level): m for m in morphometry.muscles}
     for (muscle, side, level), m in rows.items():
         norm = _norm(muscle, level)
-        where = f"{muscle.replace('_', ' ')} {side} at {level}"
+        where = f"{_words(muscle)} {side} at {level}"
         found = out.setdefault((muscle, side, level), [])
         if norm and norm >= SMALL_NORM_MM2 and m.csa_mm2 < LOW_SHARE * norm:
             found.append(f"{where}: {m.csa_mm2:.0f} mm^2, under {LOW_SHARE:.0%} of the healthy "
@@ -68,7 +72,7 @@ def row_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], list[st
                          f"traced at ({FATTY:g})")
         other = rows.get((muscle, "right", level)) if side == "left" else None
         if other is not None and min(m.csa_mm2, other.csa_mm2) * SIDE_RATIO < max(m.csa_mm2, other.csa_mm2):
-            reason = (f"{muscle.replace('_', ' ')} at {level}: left {m.csa_mm2:.0f} and right {other.csa_mm2:.0f} mm^2, more "
+            reason = (f"{_words(muscle)} at {level}: left {m.csa_mm2:.0f} and right {other.csa_mm2:.0f} mm^2, more "
                       f"than {SIDE_RATIO:g} x apart")
             found.append(reason)
             out.setdefault((muscle, "right", level), []).append(reason)
@@ -84,7 +88,7 @@ def missing_rows(morphometry: Morphometry, levels: list[str], expected) -> list[
         for muscle, side in expected:
             norm = _norm(muscle, level)
             if morphometry.get(muscle, side, level) is None and norm and norm >= SMALL_NORM_MM2:
-                out.append(f"{muscle.replace('_', ' ')} {side} at {level}: not found by the built-in segmenter (healthy section "
+                out.append(f"{_words(muscle)} {side} at {level}: not found by the built-in segmenter (healthy section "
                            f"{norm:.0f} mm^2)")
     return out
 
