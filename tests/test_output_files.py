@@ -1,6 +1,5 @@
 """Output files and folders: modes a reader can use, and an --out that is not a folder refused
 before any work, with one line and exit 2."""
-import os
 import stat
 
 import pytest
@@ -12,12 +11,11 @@ from tests.conftest import SAMPLE_PATIENT
 
 
 def test_atomic_writes_get_the_mode_open_would_give_not_mkstemps_private_one(tmp_path):
-    old = os.umask(0o022)
-    try:
-        write_json_atomic(tmp_path / "a.json", {"x": 1})
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    write_json_atomic(tmp_path / "a.json", {"x": 1})
+    with open(tmp_path / "b.json", "w") as handle:  # what a plain open() gives in this process
+        handle.write("{}")
+    mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "b.json").stat().st_mode)
 
 
 def test_an_output_path_that_is_a_file_or_under_one_is_refused(tmp_path):
