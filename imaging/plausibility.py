@@ -106,7 +106,7 @@ def fat_order_problems(morphometry: Morphometry) -> dict[tuple[str, str, str], l
             continue
         if m.fat_fraction > extensor.fat_fraction + FAT_ORDER_MARGIN:
             out[(m.muscle, m.side, m.level)] = [
-                f"{m.muscle.replace('_', ' ')} {m.side} at {m.level}: fat fraction {m.fat_fraction:.2f} against "
+                f"{_words(m.muscle)} {m.side} at {m.level}: fat fraction {m.fat_fraction:.2f} against "
                 f"{extensor.fat_fraction:.2f} in the erector spinae beside it (psoas and quadratus lumborum are "
                 f"leaner than the back extensors in health: fat or bowel taken at its edge?)"]
     return out
@@ -151,6 +151,6 @@ def labels_on_skin(labels: np.ndarray, body: np.ndarray, spacing_mm) -> dict[tup
         on_skin = int(np.count_nonzero(mask & (depth < ON_SKIN_MM)))
         if count and on_skin > ON_SKIN_SHARE * count:
             muscle, _, side = name.rpartition("_")
-            out[(muscle, side)] = (f"{muscle.replace('_', ' ')} {side}: {on_skin} of its {count} voxels lie "
+            out[(muscle, side)] = (f"{_words(muscle)} {side}: {on_skin} of its {count} voxels lie "
                                    f"within {ON_SKIN_MM:g} mm of the skin (outside the body wall?)")
     return out

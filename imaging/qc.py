@@ -51,7 +51,7 @@ def draw_qc(water: np.ndarray, labels: np.ndarray, levels: Levels, morphometry: 
                 value = getattr(row, metric) if row else 0.0
                 heights.append(value * (100 if metric == "fat_fraction" else 1))
             ax.bar(x + (n - (len(shown) - 1) / 2) * width, heights, width, color=_shade(f"{muscle}_{side}"),
-                   label=f"{muscle.replace('_', ' ')} {side[0].upper()}")
+                   label=_short_name(muscle, side))
         ax.set_xticks(x, found)
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
@@ -89,16 +89,20 @@ def _level_status(morphometry: Morphometry, level: str) -> str:
     if not here:
         return "fail: no muscle found"
     elsewhere = {(m.muscle, m.side) for m in morphometry.muscles} - here
+    listed = [("missing", sorted(elsewhere), "muscles")]
+    listed += [(status, [(m.muscle, m.side) for m in morphometry.muscles if m.level == level and m.qc == status],
+                "rows") for status in ("fail", "warn")]
     parts = []
-    if elsewhere:
-        rows = [f"{muscle.replace('_', ' ')} {side[0].upper()}" for muscle, side in sorted(elsewhere)]
-        parts.append(f"missing: {', '.join(rows)}" if len(rows) <= 3 else f"missing: {len(rows)} muscles")
-    for status in ("fail", "warn"):
-        rows = [f"{m.muscle.replace('_', ' ')} {m.side[0].upper()}" for m in morphometry.muscles
-                if m.level == level and m.qc == status]
+    for kind, keys, noun in listed:
+        rows = [_short_name(muscle, side) for muscle, side in keys]
         if rows:  # more than three would run over the neighbouring panel's title
-            parts.append(f"{status}: {', '.join(rows)}" if len(rows) <= 3 else f"{status}: {len(rows)} rows")
+            parts.append(f"{kind}: {', '.join(rows)}" if len(rows) <= 3 else f"{kind}: {len(rows)} {noun}")
     return "\n".join(parts) or "pass"
+
+
+def _short_name(muscle: str, side: str) -> str:
+    """'quadratus lumborum L': a row's name in a panel title or legend."""
+    return f"{muscle.replace('_', ' ')} {side[0].upper()}"
 
 
 def _shade(name: str):

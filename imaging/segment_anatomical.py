@@ -529,8 +529,9 @@ def _slice_frames(vertebrae, convention, geometry, spacing_mm) -> list[SliceFram
             # a disc, or a thick slice through a tilted endplate: the disc (unlabelled, lean)
             # fills the bodies' footprint, so the whole sections on both sides stand for it:
             whole = np.nonzero(counts >= BODY_WHOLE_SHARE * full)[0]
-            near = [w[np.argmin(np.abs(w - k))] for w in (whole[whole < k], whole[whole > k])
-                    if w.size and abs(w[np.argmin(np.abs(w - k))] - k) * sz <= DISC_REACH_MM]
+            below, above = whole[whole < k], whole[whole > k]  # ascending: the nearest are below[-1], above[0]
+            near = [int(side[i]) for side, i in ((below, -1), (above, 0))
+                    if side.size and abs(side[i] - k) * sz <= DISC_REACH_MM]
             if near:  # their common footprint: under lordosis their union is wider than the disc
                 section |= np.logical_and.reduce([ndimage.binary_fill_holes(labelled[:, :, n]) for n in near])
         back = float(np.interp(k, mids[order], backs[order]))
@@ -570,17 +571,22 @@ def _spine_section(frame: SliceFrame, shape, spacing_mm) -> np.ndarray:
     return ndimage.binary_dilation(frame.body) | canal | front
 
 
+def _at_level(per_disc: list[float], level: float) -> float:
+    """A value given at the five discs (LEVELS order), interpolated at a frame's level."""
+    return float(np.interp(level, np.arange(len(LEVELS)), per_disc))
+
+
 def _psoas_diameter_mm(level: float) -> float:
     """Diameter (mm) of a disk with the healthy template's psoas CSA at a level."""
     norms = healthy_csa_mm2()["psoas"]
-    return 2.0 * float(np.sqrt(np.interp(level, np.arange(len(LEVELS)), [norms[lv] for lv in LEVELS]) / np.pi))
+    return 2.0 * float(np.sqrt(_at_level([norms[lv] for lv in LEVELS], level) / np.pi))
 
 
 def _template_multifidus_share(level: float) -> float:
     """Multifidus share of multifidus + erector spinae at a level (healthy template norms)."""
     norms = healthy_csa_mm2()
-    share = [norms["multifidus"][lv] / (norms["multifidus"][lv] + norms["erector_spinae"][lv]) for lv in LEVELS]
-    return float(np.interp(level, np.arange(len(LEVELS)), share))
+    return _at_level([norms["multifidus"][lv] / (norms["multifidus"][lv] + norms["erector_spinae"][lv])
+                      for lv in LEVELS], level)
 
 
 def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: np.ndarray):
