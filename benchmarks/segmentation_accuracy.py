@@ -15,6 +15,13 @@ Phantom references are their exact truth at each disc plane.
     python benchmarks/segmentation_accuracy.py                      # everything, 10 subjects a family
     python benchmarks/segmentation_accuracy.py --data real --method anatomical
     python benchmarks/segmentation_accuracy.py --data phantom anatomic --first-seed 400 --subjects 20
+    python benchmarks/segmentation_accuracy.py --levels image     # no vertebra map: levels found on the image
+
+With `--levels image` the segmenters get the vertebral bodies found on the image
+(imaging.find_levels) instead of the reference vertebra map, numbered from the sacrum; where that
+is refused (no sacrum or iliac wings in view), from the true lowest disc, as a user would name it
+with `segment --lowest-disc`. Each subject's line says which, and how far (mm) the found disc
+planes lie from the reference ones. Scores are still taken at the reference levels.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import nibabel as nib
 import numpy as np
 
 from imaging.evaluation import agreement, load_reference_subject
+from imaging.find_levels import find_spine
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.pipeline import SEGMENTERS
@@ -63,18 +71,38 @@ def phantom_subject(family: str, seed: int) -> dict:
                 reference=np.rint(arrays["labels"]).astype(np.uint8), truth=ph.truth)
 
 
+def found_vertebrae(subject: dict, spacing, levels) -> tuple[np.ndarray, str]:
+    """Vertebral bodies found on the image, and how the discs were numbered (with the largest
+    distance in mm between a found disc plane and the reference one)."""
+    try:
+        found, how = find_spine(subject["water"], subject["fat"], spacing), "numbered from the sacrum"
+    except InputError as exc:
+        lowest = levels.found[-1]  # the reference's lowest disc, as the user would name it
+        found, how = find_spine(subject["water"], subject["fat"], spacing, lowest_disc=lowest), \
+            f"anchored at {lowest} (not from the sacrum: {exc.problem.split(':')[0]})"
+    common = [lv for lv in levels.disc_slice if lv in found.levels.disc_slice]
+    error = max((abs(found.levels.disc_slice[lv] - levels.disc_slice[lv]) * spacing[2] for lv in common), default=np.nan)
+    missing = [lv for lv in levels.found if lv not in found.levels.disc_slice]
+    return found.vertebrae.astype(np.int32), f"{how}; disc planes within {error:.1f} mm" + \
+        (f"; not found: {', '.join(missing)}" if missing else "")
+
+
 def evaluate(job: tuple) -> list[dict]:
     """Rows (data, subject, method, muscle, side, figures) for one subject and every method."""
-    data, seed, methods = job
+    data, seed, methods, level_source = job
     subject = real_subject() if data == "real" else phantom_subject(data, seed)
     spacing = tuple(float(v) for v in np.linalg.norm(subject["affine"][:3, :3], axis=0))
     levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
+    vertebrae = subject["vertebrae"]
+    if level_source == "image":
+        vertebrae, how = found_vertebrae(subject, spacing, levels)
+        print(f"{subject['name']}: levels {how}", flush=True)
     rows = []
     for method in methods + [PEER]:
         start = time.perf_counter()
         try:
             labels = subject["reference"] if method == PEER else SEGMENTERS[method][0](
-                subject["water"], subject["fat"], subject["vertebrae"], DEFAULT_VERTEBRA_LABELS, spacing)
+                subject["water"], subject["fat"], vertebrae, DEFAULT_VERTEBRA_LABELS, spacing)
         except InputError as exc:  # a segmenter that gives up on a subject: every muscle scores zero
             print(f"{subject['name']}: {method} failed: {exc}", flush=True)
             labels = np.zeros_like(subject["reference"])
@@ -115,9 +143,11 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=400)
     parser.add_argument("--subjects", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--levels", choices=["labels", "image"], default="labels",
+                        help="vertebral bodies from the reference vertebra map (default) or found on the image")
     args = parser.parse_args()
-    jobs = [(data, None, args.method) for data in args.data if data == "real"]
-    jobs += [(data, seed, args.method) for data in args.data if data != "real"
+    jobs = [(data, None, args.method, args.levels) for data in args.data if data == "real"]
+    jobs += [(data, seed, args.method, args.levels) for data in args.data if data != "real"
              for seed in range(args.first_seed, args.first_seed + args.subjects)]
     rows = []
     with ProcessPoolExecutor(args.workers) as pool:

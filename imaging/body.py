@@ -31,3 +31,10 @@ def depth_mm(body: np.ndarray, spacing_mm) -> np.ndarray:
     sx, sy = spacing_mm[:2]
     return np.stack([ndimage.distance_transform_edt(body[:, :, k], sampling=(sx, sy))
                      for k in range(body.shape[2])], -1)
+
+
+def disk_footprint(radius_mm: float, sx: float, sy: float) -> np.ndarray:
+    """In-plane disk of the given radius (mm) on a grid of sx x sy mm voxels, for morphology."""
+    rx, ry = max(1, int(round(radius_mm / sx))), max(1, int(round(radius_mm / sy)))
+    yy, xx = np.ogrid[-rx:rx + 1, -ry:ry + 1]
+    return (yy / rx) ** 2 + (xx / ry) ** 2 <= 1

@@ -50,7 +50,7 @@ from scipy import ndimage
 from skimage.filters import sato
 from skimage.segmentation import watershed
 
-from imaging.body import body_outline, depth_mm
+from imaging.body import body_outline, depth_mm, disk_footprint as _disk
 from imaging.labels import MUSCLE_LABELS, VERTEBRAE
 from imaging.morphometry import LEVELS, healthy_csa_mm2
 from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _label_boxes,
@@ -466,12 +466,6 @@ def _fascia_enhanced(ff: np.ndarray, spacing_mm) -> np.ndarray:
     sigmas = [s / sx for s in FASCIA_SIGMAS_MM]
     lines = np.stack([sato(ff[:, :, k], sigmas=sigmas, black_ridges=False) for k in range(ff.shape[2])], -1)
     return ff + FASCIA_WEIGHT * lines
-
-
-def _disk(radius_mm: float, sx: float, sy: float) -> np.ndarray:
-    rx, ry = max(1, int(round(radius_mm / sx))), max(1, int(round(radius_mm / sy)))
-    yy, xx = np.ogrid[-rx:rx + 1, -ry:ry + 1]
-    return (yy / rx) ** 2 + (xx / ry) ** 2 <= 1
 
 
 def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
