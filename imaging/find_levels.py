@@ -60,21 +60,24 @@ MIN_DISC_GAP_MM = 20.0
 #: 40-50 mm wide vertebral body (Panjabi et al. 1992) for points within 8-13 mm of its centre.
 COHERENCE_MM = 12.0
 #: The body's section is cut from the pedicles and arch at necks narrower than twice this
-#: (mm; a disk): lumbar pedicles are about 9-13 mm wide at L1-L4 (Zindrick et al. 1987, Spine
-#: 12:160). 4 mm (a diamond, before 2026-12-01) let the anatomic phantom family's sections run
+#: (mm; a disk). Lumbar pedicles widen downwards to 16.1 +/- 2.3 mm at L5 (Cook & Baker 2021,
+#: Int J Spine Surg 15:1072), so at L5 the cut may not hold; BODY_HALF_DEPTH_MM bounds it
+#: there. 4 mm (a diamond, before 2026-12-01) let the anatomic phantom family's sections run
 #: into the arch (found bodies 55-59 mm deep against 28-31; Dice 0.6 against 0.86-0.94 now).
 NECK_MM = 6.0
 #: The marrow's fat fraction is read within this radius (mm) of the column: the 5 mm used
 #: before read the fatty centre around the basivertebral vein on the real Dixon scan (0.44,
 #: the rest of the body 0.23-0.35), and the section found was the body's fattier half.
 MARROW_MM = 10.0
-#: The section is looked for within 35 mm of the column to the sides and this far (mm) front
-#: and back: lumbar bodies are 30-38 mm deep (Panjabi et al. 1992, Spine 17:299), and the
-#: column's point lies within a few mm of the centre. 35 mm (a circle, before 2026-12-01) let
-#: the section run through wide pedicles into the arch (anatomic phantom seed 602, L3: 64 mm
-#: deep against 32; 40 mm now); 25 and 22 mm were tried (22: real Dixon bodies Dice 0.81 /
-#: 0.78 / 0.80 against its label, anatomic seeds 500-503 and 600-603 the same or better).
-BODY_HALF_DEPTH_MM = 22.0
+#: The section is looked for within these distances (mm) of the column front and back, and to
+#: the sides: lumbar bodies are 30-38 mm deep and 40-50 mm wide (Panjabi et al. 1992, Spine
+#: 17:299), and the column's point lies within a few mm of the centre. A 35 mm circle (before
+#: 2026-12-01) let the section run through wide pedicles into the arch (anatomic phantom seed
+#: 602, L3: 64 mm deep against 32; 40 mm now) and, at S1, into the sacral alae (57-69 mm wide
+#: against 41-51; Dice 0.49-0.67, now 0.58-0.77). Depth 25 and 22 mm were tried, width 30 mm
+#: only (22 / 30: real Dixon bodies Dice 0.81 / 0.77 / 0.80 against its label; anatomic seeds
+#: 500-503 and 600-603 and `lumbar-twin phantom` the same or better at every body).
+BODY_HALF_DEPTH_MM, BODY_HALF_WIDTH_MM = 22.0, 30.0
 #: Where the back muscles' posterior surface is looked for, beside the spinous process (mm
 #: from the midline), and the skin not taken for it (mm inside the outline).
 BACK_MUSCLE_MM, SKIN_MM = (15.0, 45.0), 5.0
@@ -352,9 +355,9 @@ def _bodies(ff, total, body, track, discs, numbered, spacing_mm) -> np.ndarray:
 
 def _marrow_section(ff, total, body, centre, gx, gy, spacing_mm):
     """The vertebral body's section on a slice: marrow-like tissue connected to the column,
-    within 35 mm of it to the sides and BODY_HALF_DEPTH_MM front and back."""
+    within BODY_HALF_WIDTH_MM of it to the sides and BODY_HALF_DEPTH_MM front and back."""
     sx, sy, _ = spacing_mm
-    near = ((gx - centre[0]) * sx / 35.0) ** 2 + ((gy - centre[1]) * sy / BODY_HALF_DEPTH_MM) ** 2 < 1.0
+    near = ((gx - centre[0]) * sx / BODY_HALF_WIDTH_MM) ** 2 + ((gy - centre[1]) * sy / BODY_HALF_DEPTH_MM) ** 2 < 1.0
     smooth = ndimage.gaussian_filter(ff, sigma=(1.0, 1.0))
     middle = ((gx - centre[0]) * sx) ** 2 + ((gy - centre[1]) * sy) ** 2 < MARROW_MM**2
     marrow = float(np.median(smooth[middle]))
