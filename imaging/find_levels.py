@@ -67,7 +67,7 @@ COHERENCE_MM = (12.0, 8.0)
 #: (mm; a disk). Lumbar pedicles widen downwards to 16.1 +/- 2.3 mm at L5 (Cook & Baker 2021,
 #: Int J Spine Surg 15:1072), so at L5 the cut may not hold; BODY_HALF_DEPTH_MM bounds it
 #: there. 4 mm (a diamond, before 2026-12-01) let the anatomic phantom family's sections run
-#: into the arch (found bodies 55-59 mm deep against 28-31; Dice 0.6 against 0.86-0.94 now).
+#: into the arch (found bodies 55-59 mm deep against 28-31; Dice 0.6 against 0.80-0.94 now).
 NECK_MM = 6.0
 #: The marrow's fat fraction is read within this radius (mm) of the column: the 5 mm used
 #: before read the fatty centre around the basivertebral vein on the real Dixon scan (0.44,
