@@ -7,26 +7,26 @@ than muscle on T1) and discs are lean.
 1. The column: marrow and discs alternate along the spine every 35-40 mm, which nothing else
    near the midline does in step across 25 mm. Lordosis first: each slice is shifted front to
    back so that the back muscles' posterior surface (the first lean tissue in front of the
-   subcutaneous fat, 15-45 mm beside the midline) lies at one depth; the spine follows the back's
-   curve, and a fixed in-plane point left the vertebral bodies on a third or more of the slices
-   where it was not straightened (how far the column then follows that shift is fitted in
-   step 2). Then, for every in-plane point within 25 mm of the body's
-   midline, soft tissue on nearly every slice, the fat-map profile along the slices is scored by
-   the share of its variation at periods of 25-60 mm, squared, times its correlations with the
-   profiles COHERENCE_MM to either side and in front and behind (a vertebral body, 40-50 mm
-   wide and 27-38 mm deep, alternates in step; bowel loops in fat alternate with larger
-   amplitude but not in step: scored by amplitude, the column fell on bowel in front of the
-   spine on every subject of the anatomic phantom family; without the front-and-back term it
-   fell on the body's front edge on a T1 `lumbar-twin phantom`, where the pseudo fat map's
-   marrow is brightest);
-   the column is the best-scoring point (averaged over a 10 mm disk).
-2. Discs: the column's point on each slice is moved by a share (0..1) of the back's shift,
-   fitted to where the marrow and disc sections around the shifted points lie (lordosis carries
-   the spine with the back; muscles thinning towards the sacrum, or thicker at some levels, move
-   the back's surface and not the spine). The fat-map profile along the column (a disk of 6 mm
-   radius around it, followed slice by slice to the centre of the marrow section) dips at
-   each disc. Runs of slices below the midpoint of the profile's 15th and 85th percentiles are
-   the discs; each disc plane is the dip-weighted centre of its run (fractional slice).
+   subcutaneous fat, 15-45 mm beside the midline) lies at one depth; the spine follows the
+   back's curve, and a fixed in-plane point left the vertebral bodies on a third or more of the
+   slices where it was not straightened (how far the column then follows that shift is fitted
+   in step 2). Then, for every in-plane point within 25 mm of the body's midline, soft tissue
+   on nearly every slice, the fat-map profile along the slices is scored by the share of its
+   variation at periods of 25-60 mm, squared, times its correlations with the profiles
+   COHERENCE_MM to either side and in front and behind (a vertebral body, 40-50 mm wide and
+   27-38 mm deep, alternates in step; bowel loops in fat alternate with larger amplitude but
+   not in step: scored by amplitude, the column fell on bowel in front of the spine on every
+   subject of the anatomic phantom family; without the front-and-back term it fell on the
+   body's front edge on a T1 `lumbar-twin phantom`, where the pseudo fat map's marrow is
+   brightest); the column is the best-scoring point (averaged over a 10 mm disk).
+2. Discs: the column's point on each slice is moved by a share (0..1) of the back's shift, and
+   onto the sections' centre front to back, fitted to where the marrow and disc sections around
+   the shifted points lie (lordosis carries the spine with the back; muscles thinning towards
+   the sacrum, or thicker at some levels, move the back's surface and not the spine). The
+   fat-map profile along the column (a disk of 6 mm radius around it, followed slice by slice
+   to the centre of the marrow section) dips at each disc. Runs of slices below the midpoint of
+   the profile's 15th and 85th percentiles are the discs; each disc plane is the dip-weighted
+   centre of its run (fractional slice).
 3. Numbering from the sacrum: the sacrum is fused, so below L5-S1 the column shows no further
    disc for at least SACRUM_MM; and the iliac wings (bone, dark on both contrasts, 60-120 mm
    from the midline) reach up to about the L5-S1 disc. The lowest disc is L5-S1 when both hold;
@@ -184,8 +184,8 @@ def _back_surface(smooth, soft, body, spacing_mm) -> np.ndarray:
 def _column(smooth, soft, back, spacing_mm, source) -> tuple[float, float, np.ndarray]:
     """(x, y, shift): the voxel whose fat-map profile, on slices shifted front to back by
     `shift` (n slices,) so that the back muscles' surface `back` lies at one depth, alternates at
-    25-60 mm periods most purely and most in step with its neighbours to either side. On slice
-    k it lies at (x, y + shift[k])."""
+    25-60 mm periods most purely and most in step with its neighbours to either side and in
+    front and behind (COHERENCE_MM). On slice k it lies at (x, y + shift[k])."""
     sx, sy, sz = spacing_mm
     nx, ny, nz = smooth.shape
     shift = back - np.median(back)
@@ -238,9 +238,9 @@ def _section_centre(smooth_k, point, gx, gy, spacing_mm) -> np.ndarray | None:
 def _follow_spine(smooth, x, y, shift, spacing_mm) -> np.ndarray:
     """(n slices, 2) the column's point on each slice: (x, y + b + a * shift), where a (0..1) is
     how far the spine follows the back's surface front to back and b (voxels) the offset to the
-    sections' centre, fitted to the marrow and disc sections found around (x, y + shift). Lordosis carries both (a near 1); where the back
-    muscles thin towards the sacrum or differ in thickness between levels, the surface moves
-    and the spine does not (a near 0)."""
+    sections' centre, fitted to the marrow and disc sections found around (x, y + shift).
+    Lordosis carries both (a near 1); where the back muscles thin towards the sacrum or differ
+    in thickness between levels, the surface moves and the spine does not (a near 0)."""
     nx, ny, nz = smooth.shape
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
     moved = []
@@ -259,9 +259,9 @@ def _follow_spine(smooth, x, y, shift, spacing_mm) -> np.ndarray:
 
 def _track(smooth, ff, total, column, spacing_mm, soft_signal):
     """The column's centre on each slice (following the marrow and disc section from the
-    column's point on it, `column`: (n slices, 2)) and the
-    fat-map profile along it. Only soft tissue counts: where bone fills the disk (sacrum), the
-    fat map means nothing on a single contrast, and the slice is given the marrow's level."""
+    column's point on it, `column`: (n slices, 2)) and the fat-map profile along it. Only soft
+    tissue counts: where bone fills the disk (sacrum), the fat map means nothing on a single
+    contrast, and the slice is given the marrow's level."""
     sx, sy, _ = spacing_mm
     nx, ny, nz = ff.shape
     soft = total > soft_signal
