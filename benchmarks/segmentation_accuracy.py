@@ -81,7 +81,8 @@ def found_vertebrae(subject: dict, spacing, levels) -> tuple[np.ndarray, str]:
         found, how = find_spine(subject["water"], subject["fat"], spacing, lowest_disc=lowest), \
             f"anchored at {lowest} (not from the sacrum: {exc.problem.split(':')[0]})"
     common = [lv for lv in levels.disc_slice if lv in found.levels.disc_slice]
-    error = max((abs(found.levels.disc_slice[lv] - levels.disc_slice[lv]) * spacing[2] for lv in common), default=np.nan)
+    error = max((abs(found.levels.disc_slice[lv] - levels.disc_slice[lv]) * spacing[2] for lv in common),
+                default=np.nan)
     missing = [lv for lv in levels.found if lv not in found.levels.disc_slice]
     return found.vertebrae.astype(np.int32), f"{how}; disc planes within {error:.1f} mm" + \
         (f"; not found: {', '.join(missing)}" if missing else "")
