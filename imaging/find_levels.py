@@ -56,7 +56,15 @@ from lumbar_twin.errors import InputError
 PERIOD_MM = (25.0, 60.0)
 SEARCH_MM = 25.0
 PROFILE_RADIUS_MM = 6.0
-SACRUM_MM = 20.0
+#: Below L5-S1 the fused sacrum shows no disc for at least this far (mm). A stack that stops
+#: inside L5 shows no disc below L4-L5 for up to half that disc plus L5's height (posterior
+#: 26.3 +/- 1.9 mm, anterior 30.3 +/- 1.9 mm; Cook & Baker 2021, Int J Spine Surg 15:1072):
+#: about 31-33 mm at the column. At 20 mm (before 2026-12-01) such a stack passed this test,
+#: and the iliac crests, which reach L4-L5 (the real Dixon scan shows them dark, 60 mm long,
+#: on both sides of its lowest slices), pass the wing test too: `lumbar-twin phantom` cut 20
+#: or 25 mm below L4-L5 was numbered with L4-L5 called L5-S1, every level one too low,
+#: silently (test). Its volumes reach 35-47 mm below L5-S1.
+SACRUM_MM = 32.0
 WING_MM = (60.0, 120.0)
 MIN_DISC_GAP_MM = 20.0
 #: Offsets (mm) to either side and front and back of the profiles a column point must alternate

@@ -113,6 +113,20 @@ def test_a_volume_that_stops_above_the_sacrum_is_refused_by_name(phantom, tmp_pa
     assert not out.exists()
 
 
+
+@pytest.mark.parametrize("below_mm", [20, 25])
+def test_a_volume_that_stops_low_in_l5_is_not_numbered_from_l4_l5(phantom, below_mm):
+    """A stack stopping 20-25 mm below L4-L5 (inside L5, 26-30 mm tall) shows no disc below
+    L4-L5 and, on this phantom, iliac bone beside it: with 20 mm asked of the sacrum (before
+    2026-12-01) L4-L5 was called L5-S1 and every level one too low, silently."""
+    water, affine = canonical(phantom, phantom.water)
+    fat = canonical(phantom, phantom.fat)[0]
+    levels = levels_from_vertebrae(canonical(phantom, phantom.vertebrae)[0].astype(int), DEFAULT_VERTEBRA_LABELS)
+    spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
+    cut = int(round(levels.disc_slice["L4-L5"] - below_mm / spacing[2]))
+    with pytest.raises(InputError, match="cannot tell whether it is L5-S1"):
+        find_spine(water[:, :, cut:], fat[:, :, cut:], spacing, "w.nii.gz")
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [500, 503, 506])
 def test_the_column_and_discs_are_found_on_the_independent_phantom_family(seed):
