@@ -32,7 +32,8 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import fat_order_problems, labels_on_skin, missing_rows, row_problems, with_row_qc
+from imaging.plausibility import (SLICE_LOSS_FAILS, fat_order_problems, labels_on_skin, lost_on_a_slice, missing_rows,
+                                  row_problems, with_row_qc)
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -207,6 +208,11 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     on_skin = ({} if contrast is not None and contrast.weighting != "t1"
                else labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing))
     failed = row_problems(morphometry)
+    # the built-in segmenters': a side lost on a slice a level is read from
+    slice_losses = lost_on_a_slice(muscle_labels, levels, spacing[0] * spacing[1]) if labels is None else {}
+    for key, reasons in slice_losses.items():
+        if key[0] in SLICE_LOSS_FAILS and morphometry.get(*key) is not None:
+            failed.setdefault(key, []).extend(reasons)
     for m in morphometry.muscles:
         if (m.muscle, m.side) in on_skin:
             failed.setdefault((m.muscle, m.side, m.level), []).append(on_skin[(m.muscle, m.side)])
@@ -222,7 +228,11 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     # image's psoas is the scale's lean reference)
     fat_order = fat_order_problems(morphometry) if contrast is None else {}
     morphometry = with_row_qc(morphometry, fat_order, "warn")
-    input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons)]
+    slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
+    morphometry = with_row_qc(morphometry, slice_warnings, "warn")
+    input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons),
+                      *(r for key, reasons in slice_warnings.items() if morphometry.get(*key) is not None
+                        for r in reasons)]
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "

@@ -45,13 +45,18 @@ def test_a_lean_part_far_from_the_spinous_process_is_still_refused():
     assert not mass.any()
 
 
+@pytest.fixture(scope="module")
+def seed400():
+    from imaging.phantom import make_phantom
+    return make_phantom(400, noise=0.04, variant=None)
+
+
 @pytest.mark.slow
-def test_the_right_back_muscles_are_found_beside_a_fatty_multifidus_on_the_phantom():
+def test_the_right_back_muscles_are_found_beside_a_fatty_multifidus_on_the_phantom(seed400):
     """`lumbar-twin phantom` seed 400 has fat patches in its right multifidus; before the rescue
     its right erector spinae, multifidus and quadratus lumborum were missing on 9 of 47 slices,
     the ones above the L5-S1 disc, where the rescue applies (its S1 slices still lose them)."""
-    from imaging.phantom import make_phantom
-    ph = make_phantom(400, noise=0.04, variant=None)
+    ph = seed400
     images = {k: nib.as_closest_canonical(nib.Nifti1Image(np.asarray(getattr(ph, k)), ph.affine))
               for k in ("water", "fat", "labels", "vertebrae")}
     arrays = {k: np.asarray(img.dataobj) for k, img in images.items()}
@@ -68,3 +73,18 @@ def test_the_right_back_muscles_are_found_beside_a_fatty_multifidus_on_the_phant
         assert present.sum() >= 10
         ratio = ours[present] / truth[present]
         assert ratio.min() >= 0.6, (muscle, np.round(ratio, 2))
+
+
+@pytest.mark.slow
+def test_without_the_rescue_the_lost_side_is_refused_not_measured(seed400, tmp_path, monkeypatch):
+    """The check behind the rescue: a side lost on a slice that a level is read from stops
+    `segment` (imaging.plausibility.lost_on_a_slice); before it, seed 400's right erector spinae
+    read about half its area at L3-L4 and passed every check."""
+    from imaging.phantom import write_phantom
+    from imaging.pipeline import run_segmentation
+    from lumbar_twin.errors import InputError
+    files = write_phantom(seed400, tmp_path / "ph")
+    monkeypatch.setattr(sa, "RESCUE_BELOW_LEVEL", -np.inf)
+    with pytest.raises(InputError, match=r"right at L3-L4: \d+ mm\^2 on slice \d+, one of the two"):
+        run_segmentation(tmp_path / "out", water=files["water"], fat=files["fat"], vertebrae=files["vertebrae"])
+    assert not (tmp_path / "out" / "morphometry.json").exists()

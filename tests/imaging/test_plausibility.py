@@ -1,6 +1,8 @@
 """Warnings for rows that are more likely a segmentation failure than anatomy."""
 from dataclasses import replace
 
+import pytest
+
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
 from imaging.labels import MUSCLE_LABELS
 from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, missing_rows, suspect_rows
@@ -75,3 +77,35 @@ def test_a_muscle_missing_where_every_adult_has_one_is_named():
     assert missing_rows(healthy(), list(LEVELS), MUSCLE_LABELS) == []
     assert missing_rows(morph, list(LEVELS), MUSCLE_LABELS) == [
         "psoas left at L3-L4: not found by the built-in segmenter (healthy section 1460 mm^2)"]
+
+
+
+def one_level_map(right_share_on_second_slice: float, left_mm2: int = 600):
+    """Erector spinae left on both slices that L3-L4 is read from (disc at slice 1.4, 1 x 1 mm
+    voxels); right the same on the first and this share of it on the second."""
+    import numpy as np
+    from imaging.levels import Levels
+    labels = np.zeros((100, 100, 4), np.uint8)
+    left, right = MUSCLE_LABELS[("erector_spinae", "left")], MUSCLE_LABELS[("erector_spinae", "right")]
+    side = int(np.sqrt(left_mm2))
+    labels[10:10 + side, 10:10 + side, 1:3] = left
+    labels[60:60 + side, 10:10 + side, 1] = right
+    labels[60:60 + side, 10:10 + int(round(side * right_share_on_second_slice)), 2] = right
+    return labels, Levels({"L3-L4": 1.4}, "test")
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25])
+def test_a_side_lost_on_a_slice_the_level_is_read_from_is_named(share):
+    from imaging.plausibility import lost_on_a_slice
+    labels, levels = one_level_map(share)
+    found = lost_on_a_slice(labels, levels, 1.0)
+    assert list(found) == [("erector_spinae", "right", "L3-L4")]
+    assert found[("erector_spinae", "right", "L3-L4")][0].startswith(
+        f"erector spinae right at L3-L4: {(labels[:, :, 2] == 6).sum()} mm^2 on slice 2, one of the two the level is "
+        "read from, against 576 on the left")
+
+
+def test_a_side_half_the_other_or_a_small_section_is_not_taken_for_a_loss():
+    from imaging.plausibility import lost_on_a_slice
+    assert lost_on_a_slice(*one_level_map(0.5), 1.0) == {}  # the strongest one-sided atrophy
+    assert lost_on_a_slice(*one_level_map(0.0, left_mm2=300), 1.0) == {}  # a muscle's thin end
