@@ -140,7 +140,7 @@ def test_segment_without_a_vertebra_map_measures_the_levels_inside_the_real_volu
     measured (its fat-fraction slab and bracketing slices lie outside the volume; the tissue
     there read as a 1764 mm^2 psoas and `segment` refused the whole run). The three discs inside
     are measured, and the back muscles agree with the manual labels as with the vertebra map.
-    Quadratus lumborum has no reference here and is partly drawn on the descending colon at
+    Quadratus lumborum has no reference here and is partly drawn on the ascending colon at
     L3-L4 (docs/imaging.md), which plausibility flags (with the vertebra map too, at other
     levels): the run is written with --accept-implausible and the back muscles' rows must pass."""
     out = tmp_path / "seg"
