@@ -761,13 +761,14 @@ def _mass_cores(region, away, behind, hw, spacing_mm):
 #: phantom` seed 400, right side on 9 of 47 slices, 2026-12-01). Where the cores that reach the
 #: spinous process are smaller than the thick ones that do not, a core whose medial edge lies
 #: within RESCUE_REACH times the strict reach (a body half-width, at least 20 mm) of the midline
-#: joins when the band it takes back (through fat patches enclosed by the side's lean tissue,
-#: up to the opening's disk) reaches the spinous process or a kept core's band; the lean tissue
-#: medial to it joins too (behind the laminae only multifidus lies there). Down to the L5-S1 disc (RESCUE_BELOW_LEVEL): below it the sacral alae, the iliac
-#: bone and gluteus maximus border the mass, and on the anatomic family's S1 slices the rescue
-#: took them (seed 501 erector spinae Dice 0.920 -> 0.899). Seeds 500-507 and the real scan
-#: are unchanged; seed 400's right side at L3-L4 erector spinae / multifidus / quadratus
-#: lumborum CSA -58 / -53 / -51 % -> -6 / +1 / -1 % (its S1 slices still lose the side).
+#: joins when the band it takes back (through fat patches enclosed by the side's lean tissue, up
+#: to the opening's disk) reaches the spinous process or a kept core's band; the lean tissue
+#: medial to it joins too (behind the laminae only multifidus lies there). Down to the L5-S1
+#: disc (RESCUE_BELOW_LEVEL): below it the sacral alae, the iliac bone and gluteus maximus
+#: border the mass, and on the anatomic family's S1 slices the rescue took them (seed 501
+#: erector spinae Dice 0.920 -> 0.899). Seeds 500-507 and the real scan are unchanged; seed
+#: 400's right side at L3-L4 erector spinae / multifidus / quadratus lumborum CSA -58 / -53 /
+#: -51 % -> -6 / +1 / -1 % (its S1 slices still lose the side).
 RESCUE_BELOW_LEVEL, RESCUE_REACH = 4.0, 2.0
 
 

@@ -14,9 +14,9 @@ SPACING = (2.0, 2.0, 5.0)
 def right_side(patch_radius_mm: float):
     """One slice's right side behind the back wall, in mm on a 2 mm grid (canonical: +x right,
     +y anterior; the midline at x = 0, the back wall at y = 0, `behind` grows posteriorly).
-    Multifidus: an ellipse 24 x 36 mm beside the spinous process; erector spinae: 50 x 40 mm
-    lateral to it (adult L3-L4 sizes, e.g. Crawford et al. 2016, Eur Spine J 25:2940). The
-    patch is fat centred in the multifidus."""
+    Multifidus: an ellipse 24 x 36 mm beside the spinous process (680 mm^2); erector spinae:
+    50 x 40 mm lateral to it (1570 mm^2): about the healthy L3-L4 norms in
+    data/lumbar_template.yaml (650 and 2100 mm^2). The patch is fat centred in the multifidus."""
     x, y = np.meshgrid(np.arange(-20, 100, 2.0), np.arange(-70, 10, 2.0), indexing="ij")
     multifidus = ((x - 14.0) / 12.0) ** 2 + ((y + 28.0) / 18.0) ** 2 <= 1.0
     erector = ((x - 52.0) / 25.0) ** 2 + ((y + 30.0) / 20.0) ** 2 <= 1.0
@@ -65,7 +65,8 @@ def test_the_right_back_muscles_are_found_beside_a_fatty_multifidus_on_the_phant
                         np.rint(arrays["vertebrae"]).astype(np.int32), DEFAULT_VERTEBRA_LABELS, spacing)
     reference = np.rint(arrays["labels"]).astype(np.uint8)
     vertebrae = np.rint(arrays["vertebrae"]).astype(np.int32)
-    above = np.arange(labels.shape[2]) > levels_from_vertebrae(vertebrae, DEFAULT_VERTEBRA_LABELS).disc_slice["L5-S1"]
+    lowest_disc = levels_from_vertebrae(vertebrae, DEFAULT_VERTEBRA_LABELS).disc_slice["L5-S1"]
+    above = np.arange(labels.shape[2]) > lowest_disc
     for muscle in ("erector_spinae", "multifidus", "quadratus_lumborum"):
         value = MUSCLE_LABELS[(muscle, "right")]
         truth, ours = (reference == value).sum(axis=(0, 1)), (labels == value).sum(axis=(0, 1))

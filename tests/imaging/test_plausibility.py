@@ -1,11 +1,13 @@
 """Warnings for rows that are more likely a segmentation failure than anatomy."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from imaging.levels import Levels
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
 from imaging.labels import MUSCLE_LABELS
-from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, missing_rows, suspect_rows
+from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, lost_on_a_slice, missing_rows, suspect_rows
 
 
 def healthy(**changes) -> Morphometry:
@@ -79,12 +81,9 @@ def test_a_muscle_missing_where_every_adult_has_one_is_named():
         "psoas left at L3-L4: not found by the built-in segmenter (healthy section 1460 mm^2)"]
 
 
-
 def one_level_map(right_share_on_second_slice: float, left_mm2: int = 600):
     """Erector spinae left on both slices that L3-L4 is read from (disc at slice 1.4, 1 x 1 mm
     voxels); right the same on the first and this share of it on the second."""
-    import numpy as np
-    from imaging.levels import Levels
     labels = np.zeros((100, 100, 4), np.uint8)
     left, right = MUSCLE_LABELS[("erector_spinae", "left")], MUSCLE_LABELS[("erector_spinae", "right")]
     side = int(np.sqrt(left_mm2))
@@ -96,7 +95,6 @@ def one_level_map(right_share_on_second_slice: float, left_mm2: int = 600):
 
 @pytest.mark.parametrize("share", [0.0, 0.25])
 def test_a_side_lost_on_a_slice_the_level_is_read_from_is_named(share):
-    from imaging.plausibility import lost_on_a_slice
     labels, levels = one_level_map(share)
     found = lost_on_a_slice(labels, levels, 1.0)
     assert list(found) == [("erector_spinae", "right", "L3-L4")]
@@ -106,6 +104,5 @@ def test_a_side_lost_on_a_slice_the_level_is_read_from_is_named(share):
 
 
 def test_a_side_half_the_other_or_a_small_section_is_not_taken_for_a_loss():
-    from imaging.plausibility import lost_on_a_slice
     assert lost_on_a_slice(*one_level_map(0.5), 1.0) == {}  # the strongest one-sided atrophy
     assert lost_on_a_slice(*one_level_map(0.0, left_mm2=300), 1.0) == {}  # a muscle's thin end
