@@ -208,10 +208,11 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     on_skin = ({} if contrast is not None and contrast.weighting != "t1"
                else labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing))
     failed = row_problems(morphometry)
-    # the built-in segmenters': a side lost on a slice a level is read from
-    slice_losses = lost_on_a_slice(muscle_labels, levels, spacing[0] * spacing[1]) if labels is None else {}
+    # the built-in segmenters': a side lost on a slice a level is read from (rows measured only)
+    losses = lost_on_a_slice(muscle_labels, levels, spacing[0] * spacing[1]) if labels is None else {}
+    slice_losses = {key: reasons for key, reasons in losses.items() if morphometry.get(*key) is not None}
     for key, reasons in slice_losses.items():
-        if key[0] in SLICE_LOSS_FAILS and morphometry.get(*key) is not None:
+        if key[0] in SLICE_LOSS_FAILS:
             failed.setdefault(key, []).extend(reasons)
     for m in morphometry.muscles:
         if (m.muscle, m.side) in on_skin:
@@ -231,8 +232,7 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")
     input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons),
-                      *(r for key, reasons in slice_warnings.items() if morphometry.get(*key) is not None
-                        for r in reasons)]
+                      *(r for reasons in slice_warnings.values() for r in reasons)]
     if problems and not accept_implausible:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise InputError(reference.source, f"implausible segmentation, nothing written: {problems[0]}{more}; "

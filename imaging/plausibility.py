@@ -19,6 +19,7 @@ from imaging.body import depth_mm
 from imaging.labels import LABEL_NAMES, MUSCLE_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import MERGED, MUSCLES, QC_STATUSES, Morphometry, healthy_csa_mm2
+from imaging.quantify import bracketing_slices
 
 #: Share of the healthy norm below which, or multiple above which, a section is suspect. Small
 #: sections (a norm under SMALL_NORM_MM2: quadratus lumborum at L5-S1, multifidus at L1-L2)
@@ -175,8 +176,7 @@ def lost_on_a_slice(labels: np.ndarray, levels: Levels, pixel_area_mm2: float) -
     canonical (nx, ny, nz) muscle label map."""
     out: dict[tuple[str, str, str], list[str]] = {}
     for level in levels.found:
-        k0 = int(np.clip(np.floor(levels.disc_slice[level]), 0, labels.shape[2] - 1))
-        for k in sorted({k0, min(k0 + 1, labels.shape[2] - 1)}):
+        for k in sorted(set(bracketing_slices(levels.disc_slice[level], labels.shape[2]))):
             for muscle in MUSCLES:
                 area = {side: np.count_nonzero(labels[:, :, k] == MUSCLE_LABELS[(muscle, side)]) * pixel_area_mm2
                         for side in ("left", "right")}

@@ -80,8 +80,7 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
         for (muscle, side), value in ROW_LABELS.items():
             crossing = crossings.get((value, level))
             position = levels.disc_slice[level] if crossing is None else crossing.slice
-            k0 = int(np.clip(np.floor(position), 0, labels.shape[2] - 1))
-            k1 = min(k0 + 1, labels.shape[2] - 1)
+            k0, k1 = bracketing_slices(position, labels.shape[2])
             if not any(np.any(labels[:, :, k] == value) for k in (k0, k1)):
                 continue  # not labelled at this disc: not measured, which is not a zero area
             weight = float(np.clip(position - k0, 0.0, 1.0)) if k1 != k0 else 0.0
@@ -96,6 +95,13 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
     volumes = {f"{m}_{s}": round(float((labels == v).sum() * voxel_volume), 1) for (m, s), v in ROW_LABELS.items()
                if np.any(labels == v)}
     return Morphometry(subject, tuple(rows), provenance={}, volumes_mm3=volumes)
+
+
+def bracketing_slices(position: float, n_slices: int) -> tuple[int, int]:
+    """The two slice indices a level's CSA is read from at a (fractional) slice position,
+    clipped to the volume (both the last slice at its end)."""
+    k0 = int(np.clip(np.floor(position), 0, n_slices - 1))
+    return k0, min(k0 + 1, n_slices - 1)
 
 
 def core(mask: np.ndarray) -> np.ndarray:

@@ -716,14 +716,15 @@ def _paraspinal_mass(region, away, behind, hw, spacing_mm, rescue: bool = True) 
     midline, mm behind the body's back wall; hw: the body's half-width (mm)."""
     sx, sy, _ = spacing_mm
     band = _disk(MASS_NECK_MM + 1.0, sx, sy)
-    keep, waiting = _mass_cores(region, away, behind, hw, spacing_mm)
-    reach, medial = max(20.0, hw), np.zeros(region.shape, bool)
+    reach = max(20.0, hw)  # the spinous process, from the midline (mm)
+    keep, waiting = _mass_cores(region, away, behind, hw, reach, spacing_mm)
+    medial = np.zeros(region.shape, bool)
     if rescue and keep.sum() < sum(part.sum() for part in waiting):
         holes, n = ndimage.label(ndimage.binary_fill_holes(region) & ~region)
         small = np.bincount(holes.ravel(), minlength=n + 1) * sx * sy <= np.pi * MASS_NECK_MM ** 2
         small[0] = False
         filled = region | small[holes]
-        near = ndimage.binary_dilation(keep, structure=band) if keep.any() else keep
+        near = ndimage.binary_dilation(keep, structure=band)
         for part in waiting:
             if away[part].min() > RESCUE_REACH * reach:
                 continue
@@ -737,9 +738,9 @@ def _paraspinal_mass(region, away, behind, hw, spacing_mm, rescue: bool = True) 
     return _connected_to(grown, keep & region)
 
 
-def _mass_cores(region, away, behind, hw, spacing_mm):
-    """_paraspinal_mass's cores: (those that reach the spinous process, the list of other thick
-    ones behind the back wall)."""
+def _mass_cores(region, away, behind, hw, reach, spacing_mm):
+    """_paraspinal_mass's cores: (those that reach within `reach` mm of the midline, the list of
+    other thick ones behind the back wall)."""
     sx, sy, _ = spacing_mm
     lab, n = ndimage.label(ndimage.binary_opening(region, structure=_disk(MASS_NECK_MM, sx, sy)))
     keep, waiting = np.zeros(region.shape, bool), []
@@ -747,7 +748,7 @@ def _mass_cores(region, away, behind, hw, spacing_mm):
         part = lab == i
         if part.sum() * sx * sy < 100.0 or behind[part].max() < 0.8 * hw:
             continue
-        if away[part].min() <= max(20.0, hw):
+        if away[part].min() <= reach:
             keep |= part
         else:
             waiting.append(part)

@@ -113,7 +113,6 @@ def test_a_volume_that_stops_above_the_sacrum_is_refused_by_name(phantom, tmp_pa
     assert not out.exists()
 
 
-
 @pytest.mark.parametrize("below_mm", [20, 25])
 def test_a_volume_that_stops_low_in_l5_is_not_numbered_from_l4_l5(phantom, below_mm):
     """A stack stopping 20-25 mm below L4-L5 (inside L5, 26-30 mm tall) shows no disc below
@@ -126,6 +125,7 @@ def test_a_volume_that_stops_low_in_l5_is_not_numbered_from_l4_l5(phantom, below
     cut = int(round(levels.disc_slice["L4-L5"] - below_mm / spacing[2]))
     with pytest.raises(InputError, match="cannot tell whether it is L5-S1"):
         find_spine(water[:, :, cut:], fat[:, :, cut:], spacing, "w.nii.gz")
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [500, 503, 506])
