@@ -29,8 +29,10 @@ sample-mri: $(STAMP)
 	$(BIN)/lumbar-twin segment --water data/sample/mri/water.nii.gz --fat data/sample/mri/fat.nii.gz \
 		--vertebrae data/sample/mri/vertebrae.nii.gz --subject SAMPLE-001 --method watershed --out out/segmentation
 
+# Test files run on up to four workers (pytest-xdist), whole files per worker so that a file's
+# shared phantoms are made once: on 2 cores 704 s against 948 s in one process (2026-12-01).
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 clean:
 	rm -rf out/ .pytest_cache
