@@ -33,7 +33,7 @@ from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
 from imaging.plausibility import (SLICE_LOSS_FAILS, fat_order_problems, labels_on_skin, lost_on_a_slice, missing_rows,
-                                  row_problems, with_row_qc)
+                                  row_problems, split_not_found, with_row_qc)
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -164,6 +164,7 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
                   else levels_from_vertebrae(vertebra_map, convention, str(vertebrae)))
         levels_from = numbered.how
 
+    split_held: dict[tuple[int, str], float] = {}  # the anatomical segmenter's slices with no split found
     if labels is not None:
         label_img = _on_grid(load_image(labels, "label map"), reference, labels, against)
         muscle_labels = import_labels(label_img, label_map)
@@ -172,7 +173,8 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
             file_values.setdefault(toolkit, []).append(value)
         check_imported_labels(muscle_labels, vertebra_map, reference.affine, str(labels), file_values)
     else:
-        muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing)
+        extra = {"split_held": split_held} if method == "anatomical" else {}
+        muscle_labels = SEGMENTERS[method][0](water_data, fat_data, vertebra_map, convention, spacing, **extra)
 
     reference_hash = reference.content_hash()
     pseudonym = subject or f"subject-{reference_hash}"
@@ -230,6 +232,10 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     fat_order = fat_order_problems(morphometry) if contrast is None else {}
     morphometry = with_row_qc(morphometry, fat_order, "warn")
     slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
+    for key, reasons in split_not_found(split_held, levels, muscle_labels.shape[2],
+                                        segment_anatomical.SPLIT_SHARE_BOUNDS).items():
+        if morphometry.get(*key) is not None:
+            slice_warnings.setdefault(key, []).extend(reasons)
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")
     input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons),
                       *(r for reasons in slice_warnings.values() for r in reasons)]

@@ -292,13 +292,16 @@ class SliceFrame:
 
 
 def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int],
-            spacing_mm: tuple[float, float, float]) -> np.ndarray:
+            spacing_mm: tuple[float, float, float], split_held: dict | None = None) -> np.ndarray:
     """Muscle label map (values of imaging.labels.MUSCLE_LABELS) on the canonical grid.
 
     water, fat: (nx, ny, nz) Dixon magnitude images in canonical RAS orientation (axis 0 to the
     patient's right, 1 anterior, 2 superior); vertebrae: vertebral-body label map on the same
-    grid in `convention`; spacing_mm: voxel size. Raises InputError when fewer than two lumbar
-    vertebrae are labelled.
+    grid in `convention`; spacing_mm: voxel size. split_held: if given, filled with (slice,
+    side) -> the watershed's multifidus share over the template's, for each slice side whose
+    multifidus / erector spinae split was held at SPLIT_SHARE_BOUNDS (the border between them
+    was not found there; imaging.plausibility.split_not_found). Raises InputError when fewer
+    than two lumbar vertebrae are labelled.
     """
     total, ff = smoothed_fat_fraction(water, fat)
     body = body_outline(total)  # on the whole slice: its threshold is a share of the slice's signal
@@ -308,7 +311,7 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     # distance maps to the outline as on the whole slice: the labels are the same
     box = _body_box(body, spacing_mm, BOX_MARGIN_MM) if body.any() else (slice(None),) * 3
     labels[box] = _segment_box(water[box], fat[box], total[box], ff[box], vertebrae[box], convention, spacing_mm,
-                               body[box])
+                               body[box], split_held)
     return labels
 
 
@@ -322,7 +325,7 @@ def _body_box(body, spacing_mm, margin_mm: float) -> tuple[slice, slice, slice]:
     return box[0], box[1], slice(None)
 
 
-def _segment_box(water, fat, total, ff, vertebrae, convention, spacing_mm, body) -> np.ndarray:
+def _segment_box(water, fat, total, ff, vertebrae, convention, spacing_mm, body, split_held=None) -> np.ndarray:
     """segment() on the body's bounding box; total, ff (smoothed_fat_fraction) and body (the
     outline) as found on the whole slices."""
     sx, sy, _ = spacing_mm
@@ -354,15 +357,17 @@ def _segment_box(water, fat, total, ff, vertebrae, convention, spacing_mm, body)
     labels = _partial_volume_borders(labels, water, fat, soft & ~spine & (depth > SKIN_MM))
     labels = _close_outlines(labels, ff, spine, body, spacing_mm)
     labels = _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
-    return _split_by_groove(labels, frames, midlines, spacing_mm)
+    return _split_by_groove(labels, frames, midlines, spacing_mm, split_held)
 
 
-def _split_by_groove(labels, frames, midlines, spacing_mm) -> np.ndarray:
+def _split_by_groove(labels, frames, midlines, spacing_mm, held: dict | None = None) -> np.ndarray:
     """Hold each slice's multifidus share of multifidus + erector spinae, each side, within
     SPLIT_SHARE_BOUNDS of the template's share at the level: where the watershed gave more,
     the multifidus voxels furthest from the groove beside the spinous process
     (_groove_distance) become erector spinae; where less, the erector spinae voxels nearest it
-    become multifidus. The union is unchanged. labels: (nx, ny, nz) canonical label map."""
+    become multifidus. The union is unchanged. labels: (nx, ny, nz) canonical label map; held:
+    if given, filled with (slice, side) -> the watershed's share over the template's where it
+    was held."""
     sx, sy, _ = spacing_mm
     nx, ny, _ = labels.shape
     gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
@@ -380,6 +385,9 @@ def _split_by_groove(labels, frames, midlines, spacing_mm) -> np.ndarray:
                 continue
             away = sign * (gx - midlines[k]) * sx
             distance = _groove_distance(mass, away, behind)
+            ratio = mf.sum() / mass.sum() / template
+            if held is not None and not lo <= ratio <= hi:
+                held[(k, side)] = float(ratio)
             want = int(round(np.clip(mf.sum() / mass.sum(), lo * template, hi * template) * mass.sum()))
             if want < mf.sum():  # the multifidus voxels furthest from the groove go to erector spinae
                 order = np.argsort(distance[mf])[::-1][:mf.sum() - want]

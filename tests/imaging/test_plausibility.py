@@ -7,7 +7,8 @@ import pytest
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
 from imaging.labels import MUSCLE_LABELS
-from imaging.plausibility import FAT_ORDER_MARGIN, fat_order_problems, lost_on_a_slice, missing_rows, suspect_rows
+from imaging.plausibility import (FAT_ORDER_MARGIN, fat_order_problems, lost_on_a_slice, missing_rows, split_not_found,
+                                  suspect_rows)
 
 
 def healthy(**changes) -> Morphometry:
@@ -106,3 +107,20 @@ def test_a_side_lost_on_a_slice_the_level_is_read_from_is_named(share):
 def test_a_side_half_the_other_or_a_small_section_is_not_taken_for_a_loss():
     assert lost_on_a_slice(*one_level_map(0.5), 1.0) == {}  # the strongest one-sided atrophy
     assert lost_on_a_slice(*one_level_map(0.0, left_mm2=300), 1.0) == {}  # a muscle's thin end
+
+
+def test_a_multifidus_split_held_at_the_template_bound_is_named():
+    """Rows read from a slice whose multifidus share the segmenter moved to a bound by more than
+    a tenth are named, with the slice, the side and the watershed's share; a slice no level is
+    read from, a share within the bounds and a move under a tenth are not."""
+    levels = Levels({"L3-L4": 11.4, "L4-L5": 2.0}, "test")
+    held = {(11, "right"): 1.66, (12, "right"): 1.68,  # both slices of L3-L4, far over
+            (2, "left"): 0.60,  # one slice of L4-L5, under the lower bound
+            (3, "right"): 1.45,  # over by under a tenth: the template and the image agree
+            (20, "left"): 2.0}  # no level read there
+    found = split_not_found(held, levels, 30, (0.75, 1.4))
+    assert set(found) == {("multifidus", "right", "L3-L4"), ("multifidus", "left", "L4-L5")}
+    (right,), (left,) = found[("multifidus", "right", "L3-L4")], found[("multifidus", "left", "L4-L5")]
+    assert "slices 11 and 12" in right and "1.66 and 1.68" in right and "moved to 1.4 x" in right
+    assert "slice 2, one of the two" in left and "0.60" in left and "moved to 0.75 x" in left
+    assert split_not_found({}, levels, 30, (0.75, 1.4)) == {}

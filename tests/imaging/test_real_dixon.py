@@ -18,6 +18,7 @@ from app.cli import main
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "realmri"
 FILES = {part: DATA / f"dixon_subject1_{part}.nii.gz" for part in ("water", "fat", "vertebrae", "labels_manual")}
+SPLIT_NOT_FOUND = "its border with the erector spinae was not found"
 BACK = [("erector_spinae", "left"), ("erector_spinae", "right"), ("multifidus", "left"), ("multifidus", "right")]
 
 
@@ -76,7 +77,7 @@ def test_every_muscle_on_its_own_side(subject, anatomical):
 
 
 @pytest.mark.slow
-def test_segment_command_on_the_real_scan(tmp_path):
+def test_segment_command_on_the_real_scan(tmp_path, subject, spacing):
     out = tmp_path / "seg"
     assert main(["segment", "--water", str(FILES["water"]), "--fat", str(FILES["fat"]),
                  "--vertebrae", str(FILES["vertebrae"]), "--method", "anatomical", "--subject", "REAL-1",
@@ -84,7 +85,9 @@ def test_segment_command_on_the_real_scan(tmp_path):
     doc = json.loads((out / "morphometry.json").read_text())
     assert doc["provenance"]["method"].startswith("built-in anatomical")
     # whatever is still implausible is psoas or quadratus lumborum, which have no reference here
-    assert not any(line.startswith(("erector_spinae", "multifidus")) for line in doc["provenance"]["warnings"])
+    # (a multifidus split the segmenter did not find is said, below)
+    assert not any(line.startswith(("erector spinae", "multifidus")) and SPLIT_NOT_FOUND not in line
+                   for line in doc["provenance"]["warnings"])
     assert doc["provenance"]["levels_found"] == ["L2-L3", "L3-L4", "L4-L5"]  # no sacrum, no L1 in view
     # a psoas or quadratus lumborum fattier than the erector spinae beside it is marked, not passed
     rows = {(r["muscle"], r["side"], r["level"]): r for r in doc["muscles"]}
@@ -93,6 +96,19 @@ def test_segment_command_on_the_real_scan(tmp_path):
             fattier = row["fat_fraction"] > rows[("erector_spinae", side, level)]["fat_fraction"] + FAT_ORDER_MARGIN
             marked = any("in the erector spinae beside it" in reason for reason in row["qc_reasons"])
             assert fattier == marked and (row["qc"] != "pass" if fattier else True), (muscle, side, level)
+    # a multifidus row whose border with the erector spinae was not found is marked, and such a
+    # row is well off the manual labels' area (measured 30 and 66 %)
+    levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
+    split = [key for key, row in rows.items() if any(SPLIT_NOT_FOUND in reason for reason in row["qc_reasons"])]
+    assert split, "no multifidus row marked on the real scan (its right multifidus is 48 % over at the median)"
+    for key in split:
+        assert key[0] == "multifidus" and rows[key]["qc"] == "warn", key
+        z = levels.disc_slice[key[2]]
+        k0 = int(np.floor(z))
+        count = [(subject["reference"][:, :, k] == MUSCLE_LABELS[key[:2]]).sum() * spacing[0] * spacing[1]
+                 for k in (k0, k0 + 1)]
+        manual = (1 - (z - k0)) * count[0] + (z - k0) * count[1]
+        assert abs(rows[key]["csa_mm2"] - manual) > 0.2 * manual, (key, rows[key]["csa_mm2"], manual)
     assert (out / "qc.png").stat().st_size > 10_000
 
 
@@ -151,7 +167,10 @@ def test_segment_without_a_vertebra_map_measures_the_levels_inside_the_real_volu
     doc = json.loads((out / "morphometry.json").read_text())
     assert doc["provenance"]["levels_found"] == ["L2-L3", "L3-L4", "L4-L5"]
     back_rows = [r for r in doc["muscles"] if (r["muscle"], r["side"]) in BACK]
-    assert len(back_rows) == 12 and all(r["qc"] == "pass" for r in back_rows), back_rows
+    assert len(back_rows) == 12, back_rows
+    for r in back_rows:  # pass, or a multifidus split not found said as such
+        assert r["qc"] == "pass" or (r["muscle"] == "multifidus" and r["qc"] == "warn" and
+                                     all(SPLIT_NOT_FOUND in reason for reason in r["qc_reasons"])), r
     assert {r["muscle"] for r in doc["muscles"] if r["qc"] == "fail"} <= {"quadratus_lumborum"}
     labels = load_image(out / "labels.nii.gz").data
     for key in BACK:

@@ -300,8 +300,8 @@ def test_a_muscle_the_built_in_segmenter_lost_stops_the_run(phantom_dir, tmp_pat
     segment, description = pipeline.SEGMENTERS["anatomical"]
     lost = MUSCLE_LABELS[("erector_spinae", "left")]
 
-    def losing(*args):
-        labels = segment(*args)
+    def losing(*args, **kwargs):
+        labels = segment(*args, **kwargs)
         labels[labels == lost] = 0
         return labels
 
