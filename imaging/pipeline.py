@@ -344,14 +344,15 @@ def import_labels(image: Image, convention_name_or_path) -> np.ndarray:
 
 def not_measured(morphometry: Morphometry, labels: np.ndarray, levels: Levels, builtin: bool) -> list[str]:
     """The rows a reader would expect but that have no measure: every muscle the segmenter
-    draws (built-in) or the map holds (imported) at every level found, where it is not labelled
-    on the disc's slices. The twin takes the template for them (never a zero)."""
+    draws (built-in) or the map holds (imported) at every level found, where it has no section
+    at the disc (imaging.quantify.measure). The twin takes the template for them (never a zero)."""
     expected = (MUSCLE_LABELS if builtin else
                 {key: value for key, value in ROW_LABELS.items() if np.any(labels == value)})
     out = []
     for level in levels.found:
         for (muscle, side) in expected:
             if morphometry.get(muscle, side, level) is None:
-                out.append(f"{muscle.replace('_', ' ')} {side} at {level}: not labelled on the disc's slices")
+                out.append(f"{muscle.replace('_', ' ')} {side} at {level}: not labelled where the disc's section is read "
+                           "(under one pixel there)")
     return out
 
