@@ -32,8 +32,8 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import (SLICE_LOSS_FAILS, fat_order_problems, labels_on_skin, lost_on_a_slice, missing_rows,
-                                  row_problems, split_not_found, with_row_qc)
+from imaging.plausibility import (SLICE_LOSS_FAILS, erector_beyond_reach, fat_order_problems, labels_on_skin,
+                                  lost_on_a_slice, missing_rows, row_problems, split_not_found, with_row_qc)
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -232,10 +232,12 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     fat_order = fat_order_problems(morphometry) if contrast is None else {}
     morphometry = with_row_qc(morphometry, fat_order, "warn")
     slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
-    for key, reasons in split_not_found(split_held, levels, muscle_labels.shape[2],
-                                        segment_anatomical.SPLIT_SHARE_BOUNDS).items():
-        if morphometry.get(*key) is not None:
-            slice_warnings.setdefault(key, []).extend(reasons)
+    if labels is None:  # the built-in segmenters': a multifidus split not found, a sheet taken laterally
+        found_here = [split_not_found(split_held, levels, muscle_labels.shape[2], segment_anatomical.SPLIT_SHARE_BOUNDS),
+                      erector_beyond_reach(muscle_labels, vertebra_map, convention, levels, spacing)]
+        for key, reasons in (item for problems in found_here for item in problems.items()):
+            if morphometry.get(*key) is not None:
+                slice_warnings.setdefault(key, []).extend(reasons)
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")
     input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons),
                       *(r for reasons in slice_warnings.values() for r in reasons)]

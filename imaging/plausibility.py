@@ -232,3 +232,43 @@ def split_not_found(held: dict[tuple[int, str], float], levels: Levels, n_slices
                 f"template's multifidus share, moved to {found[0][2]:g} x): the area is the template's share there, "
                 f"not a measurement"]
     return out
+
+
+#: The erector spinae's lateral border, the lateral raphe, lies about three vertebral body
+#: half-widths from the midline behind the transverse processes (60-80 mm; Bogduk, Clinical and
+#: Radiological Anatomy of the Lumbar Spine, ch. 9); further out lie latissimus dorsi, the ribs
+#: and the flank. No reference label in this project reaches 4.8 half-widths (measured
+#: 2026-12-02 on the slices each level is read from: real scan 3.2, anatomic family seeds
+#: 500-507 and 600-603 4.7, `lumbar-twin phantom` 400-403 and 600-603 4.2): an erector spinae
+#: label beyond ERECTOR_REACH_HW took a sheet lateral to it.
+ERECTOR_REACH_HW = 5.0
+
+
+def erector_beyond_reach(labels: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int], levels: Levels,
+                         spacing_mm) -> dict[tuple[str, str, str], list[str]]:
+    """(muscle, side, level) -> why, for each erector spinae row whose label reaches more than
+    ERECTOR_REACH_HW body half-widths from the midline on a slice the level is read from: it
+    took a sheet lateral to the muscle (on the anatomic family at L1-L2 on the right, the band
+    behind the liver: rows 24-117 % over; the real scan and `lumbar-twin phantom` never reach
+    it). Midline and half-width: the vertebral body nearest the slice (imaging.segment's
+    geometry). labels, vertebrae: canonical (nx, ny, nz) maps; spacing_mm: voxel size."""
+    from imaging.segment import _vertebra_geometry
+
+    geometry = list(_vertebra_geometry(vertebrae, convention, spacing_mm).values())
+    out: dict[tuple[str, str, str], list[str]] = {}
+    if not geometry:
+        return out
+    for level in levels.found:
+        for k in sorted(set(bracketing_slices(levels.disc_slice[level], labels.shape[2]))):
+            body = min(geometry, key=lambda g: abs(g.mid_slice - k))
+            for side, sign in (("left", -1.0), ("right", 1.0)):
+                xs = np.nonzero(labels[:, :, k] == MUSCLE_LABELS[("erector_spinae", side)])[0]
+                if not xs.size:
+                    continue
+                reach = float((sign * (xs - body.centre[0])).max() * spacing_mm[0] / body.half_width_mm)
+                if reach > ERECTOR_REACH_HW and ("erector_spinae", side, level) not in out:
+                    out[("erector_spinae", side, level)] = [
+                        f"erector spinae {side} at {level}: reaches {reach:.1f} vertebral body half-widths from the "
+                        f"midline on slice {k}, beyond the lateral raphe's {ERECTOR_REACH_HW:g} (took a sheet lateral "
+                        f"to it?)"]
+    return out
