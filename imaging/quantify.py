@@ -67,9 +67,9 @@ def measure(labels: np.ndarray, affine: np.ndarray, levels: Levels, subject: str
     fraction from `fat_fraction`, whatever the contrast. A muscle not labelled on the disc's
     slices, or with less than one pixel's area there (labelled only on the slice that carries
     no weight), gets no row (not measured; absent is not zero: anatomic phantom subjects wrote
-    quadratus lumborum at L5-S1 as 0.0 mm^2 with a fat fraction, passing QC). crossings: {(label value, level):
-    imaging.obliquity.Crossing}: read that muscle at the crossing's slice and scale its CSA by
-    its factor (oblique slices); others at the disc's slice."""
+    quadratus lumborum at L5-S1 as 0.0 mm^2 with a fat fraction, passing QC). crossings:
+    {(label value, level): imaging.obliquity.Crossing}: read that muscle at the crossing's
+    slice and scale its CSA by its factor (oblique slices); others at the disc's slice."""
     if section_area is None:
         def section_area(k, value):
             return float(np.count_nonzero(labels[:, :, k] == value))
