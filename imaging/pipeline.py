@@ -211,8 +211,8 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
                else labels_on_skin(muscle_labels, body_outline(water_data + fat_data), spacing))
     failed = row_problems(morphometry)
     # the built-in segmenters': a side lost on a slice a level is read from (rows measured only)
-    losses = lost_on_a_slice(muscle_labels, levels, spacing[0] * spacing[1]) if labels is None else {}
-    slice_losses = {key: reasons for key, reasons in losses.items() if morphometry.get(*key) is not None}
+    slice_losses = _measured(lost_on_a_slice(muscle_labels, levels, spacing[0] * spacing[1]) if labels is None else {},
+                             morphometry)
     for key, reasons in slice_losses.items():
         if key[0] in SLICE_LOSS_FAILS:
             failed.setdefault(key, []).extend(reasons)
@@ -233,10 +233,10 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     morphometry = with_row_qc(morphometry, fat_order, "warn")
     slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
     if labels is None:  # the built-in segmenters': a multifidus split not found, a sheet taken laterally
-        found_here = [split_not_found(split_held, levels, muscle_labels.shape[2], segment_anatomical.SPLIT_SHARE_BOUNDS),
-                      erector_beyond_reach(muscle_labels, vertebra_map, convention, levels, spacing)]
-        for key, reasons in (item for problems in found_here for item in problems.items()):
-            if morphometry.get(*key) is not None:
+        bounds = segment_anatomical.SPLIT_SHARE_BOUNDS
+        for flagged in (split_not_found(split_held, levels, muscle_labels.shape[2], bounds),
+                        erector_beyond_reach(muscle_labels, vertebra_map, convention, levels, spacing)):
+            for key, reasons in _measured(flagged, morphometry).items():
                 slice_warnings.setdefault(key, []).extend(reasons)
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")
     input_warnings = [*input_warnings, *(r for reasons in fat_order.values() for r in reasons),
@@ -342,6 +342,11 @@ def import_labels(image: Image, convention_name_or_path) -> np.ndarray:
         if toolkit:
             out[values == external] = toolkit
     return out
+
+
+def _measured(problems: dict[tuple[str, str, str], list[str]], morphometry: Morphometry) -> dict:
+    """The problems of rows the morphometry holds (a label check may name a level not measured)."""
+    return {key: reasons for key, reasons in problems.items() if morphometry.get(*key) is not None}
 
 
 def not_measured(morphometry: Morphometry, labels: np.ndarray, levels: Levels, builtin: bool) -> list[str]:

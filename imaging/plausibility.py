@@ -218,10 +218,11 @@ def split_not_found(held: dict[tuple[int, str], float], levels: Levels, n_slices
         for side in ("left", "right"):
             found = []
             for k in slices:
-                ratio = held.get((k, side))
-                bound = hi if ratio is not None and ratio > hi else lo
-                if ratio is not None and abs(bound / ratio - 1.0) > SPLIT_MOVED_SHARE:
-                    found.append((k, ratio, bound))
+                if (k, side) in held:
+                    ratio = held[(k, side)]
+                    bound = hi if ratio > hi else lo
+                    if abs(bound / ratio - 1.0) > SPLIT_MOVED_SHARE:
+                        found.append((k, ratio, bound))
             if not found:
                 continue
             where = (f"slice {found[0][0]}, one of the two" if len(found) == 1 and len(slices) == 2 else

@@ -385,10 +385,10 @@ def _split_by_groove(labels, frames, midlines, spacing_mm, held: dict | None = N
                 continue
             away = sign * (gx - midlines[k]) * sx
             distance = _groove_distance(mass, away, behind)
-            ratio = mf.sum() / mass.sum() / template
-            if held is not None and not lo <= ratio <= hi:
-                held[(k, side)] = float(ratio)
-            want = int(round(np.clip(mf.sum() / mass.sum(), lo * template, hi * template) * mass.sum()))
+            share = mf.sum() / mass.sum()
+            if held is not None and not lo <= share / template <= hi:
+                held[(k, side)] = float(share / template)
+            want = int(round(np.clip(share, lo * template, hi * template) * mass.sum()))
             if want < mf.sum():  # the multifidus voxels furthest from the groove go to erector spinae
                 order = np.argsort(distance[mf])[::-1][:mf.sum() - want]
                 xs, ys = np.nonzero(mf)
