@@ -81,3 +81,33 @@ def load_reference_subject(water: str | Path, fat: str | Path, vertebrae: str | 
     return dict(water=water_img.data, fat=load_image(fat, "fat image").data, affine=water_img.affine,
                 vertebrae=np.rint(load_image(vertebrae, "vertebra label map").data).astype(np.int32),
                 reference=reference)
+
+
+def coarsened(subject: dict, factor: int) -> dict:
+    """A subject (load_reference_subject's dict) on voxels `factor` x larger in-plane: water and
+    fat are averaged over each factor x factor block of voxels (the partial volume a scanner's
+    larger voxels see; k-space truncation is not modelled), the reference and vertebra maps take
+    each block's most frequent label (ties to the lower value). Slices are kept. The volume is
+    cropped to a multiple of `factor`; the affine places each new voxel at its block's centre.
+    Raises ValueError for a factor under 1."""
+    if factor < 1:
+        raise ValueError(f"factor must be a whole number of voxels >= 1, got {factor}")
+    nx, ny = (n - n % factor for n in subject["water"].shape[:2])
+
+    def blocks(a: np.ndarray) -> np.ndarray:  # (nx/f, ny/f, nz, f*f)
+        a = a[:nx, :ny]
+        b = a.reshape(nx // factor, factor, ny // factor, factor, a.shape[2]).transpose(0, 2, 4, 1, 3)
+        return b.reshape(*b.shape[:3], factor * factor)
+
+    def majority(a: np.ndarray) -> np.ndarray:
+        b = blocks(a)
+        values = np.unique(b)
+        counts = np.stack([(b == v).sum(axis=-1) for v in values], axis=-1)
+        return values[np.argmax(counts, axis=-1)].astype(a.dtype)
+
+    affine = subject["affine"].copy()
+    affine[:3, 3] = subject["affine"][:3, :3] @ np.array([(factor - 1) / 2, (factor - 1) / 2, 0.0]) + affine[:3, 3]
+    affine[:3, :2] *= factor
+    return dict(subject, water=blocks(subject["water"].astype(np.float32)).mean(axis=-1),
+                fat=blocks(subject["fat"].astype(np.float32)).mean(axis=-1), affine=affine,
+                vertebrae=majority(subject["vertebrae"]), reference=majority(subject["reference"]))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from imaging.evaluation import agreement, load_reference_subject
+from imaging.evaluation import agreement, coarsened, load_reference_subject
 from imaging.labels import DEFAULT_VERTEBRA_LABELS, MUSCLE_LABELS
 from imaging.levels import levels_from_vertebrae
 from imaging.body import body_outline
@@ -52,6 +52,25 @@ def test_anatomical_segmenter_finds_the_back_muscles_on_a_real_scan(subject, ana
         floor = 0.82 if key[0] == "erector_spinae" else 0.70
         assert found[key].dice >= floor, (key, found[key].dice)
         assert np.median(found[key].level_ff_error) <= 0.11, key  # fat fraction against the manual outline's
+
+
+@pytest.mark.slow
+def test_anatomical_segmenter_holds_on_2_mm_voxels(subject):
+    """The same scan on 2.04 mm in-plane voxels (2 x 2 block averages, the coarse end of the
+    sizes issue 11 names): no fixed voxel count may carry the method. Guards below the figures
+    measured 2026-12-02 (erector spinae 0.870 / 0.833, multifidus 0.806 / 0.759; at 3 mm the
+    multifidus falls to 0.67-0.70)."""
+    from imaging.segment_anatomical import segment
+    coarse = coarsened(subject, 2)
+    spacing = tuple(float(v) for v in np.linalg.norm(coarse["affine"][:3, :3], axis=0))
+    assert spacing[0] == pytest.approx(2.037, abs=0.01)
+    labels = segment(coarse["water"], coarse["fat"], coarse["vertebrae"], DEFAULT_VERTEBRA_LABELS, spacing)
+    levels = levels_from_vertebrae(coarse["vertebrae"], DEFAULT_VERTEBRA_LABELS)
+    assert list(levels.found) == ["L2-L3", "L3-L4", "L4-L5"]
+    found = agreement(labels, coarse["reference"], coarse["water"], coarse["fat"], coarse["affine"], levels)
+    for key in BACK:
+        floor = 0.80 if key[0] == "erector_spinae" else 0.70
+        assert found[key].dice >= floor, (key, found[key].dice)
 
 
 @pytest.mark.slow
