@@ -2,6 +2,7 @@
 per muscle as bars, so a reader checks the segmentation by eye."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ from matplotlib.figure import Figure  # no pyplot: drawing a file leaves the use
 from imaging.labels import LABEL_NAMES, ROW_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import ROW_MUSCLES, Morphometry
+
+#: A panel title's line, in characters at font size 8: three panels side by side hold about
+#: 45 each before a line runs into its neighbour's (the real scan's "warn: quadratus lumborum
+#: L, quadratus lumborum R, multifidus R" did).
+TITLE_CHARS = 40
 
 # One hue per muscle (left lighter, right darker), colour-blind safe (Dark2-like).
 _HUES = {"psoas": (0.85, 0.37, 0.01), "quadratus_lumborum": (0.46, 0.44, 0.70),
@@ -95,8 +101,9 @@ def _level_status(morphometry: Morphometry, level: str) -> str:
     parts = []
     for kind, keys, noun in listed:
         rows = [_short_name(muscle, side) for muscle, side in keys]
-        if rows:  # more than three would run over the neighbouring panel's title
-            parts.append(f"{kind}: {', '.join(rows)}" if len(rows) <= 3 else f"{kind}: {len(rows)} {noun}")
+        if rows:  # more than three, or a long line, would run over the neighbouring panel's title
+            text = f"{kind}: {', '.join(rows)}" if len(rows) <= 3 else f"{kind}: {len(rows)} {noun}"
+            parts.append(textwrap.fill(text, TITLE_CHARS, break_long_words=False))
     return "\n".join(parts) or "pass"
 
 

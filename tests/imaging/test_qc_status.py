@@ -29,3 +29,14 @@ def test_draw_qc_writes_a_picture_for_a_level_with_nothing_found(tmp_path):
     morphometry = Morphometry("s1", (_row("psoas", "left", "L4-L5"),))
     draw_qc(water, labels, levels, morphometry, (1.0, 1.0, 4.0), tmp_path / "qc.png")
     assert (tmp_path / "qc.png").stat().st_size > 1000
+
+
+
+def test_a_long_status_line_is_wrapped():
+    """Three long row names on one line ran over the next panel's title (the real scan's L3-L4)."""
+    from imaging.qc import TITLE_CHARS
+    rows = [_row("quadratus_lumborum", "left", "L3-L4", "warn"), _row("quadratus_lumborum", "right", "L3-L4", "warn"),
+            _row("multifidus", "right", "L3-L4", "warn"), _row("psoas", "left", "L3-L4")]
+    text = _level_status(Morphometry("s1", tuple(rows)), "L3-L4")
+    assert text.replace("\n", " ") == "warn: quadratus lumborum L, quadratus lumborum R, multifidus R"
+    assert all(len(line) <= TITLE_CHARS for line in text.splitlines())
