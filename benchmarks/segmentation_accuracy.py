@@ -74,6 +74,15 @@ def phantom_subject(family: str, seed: int) -> dict:
                 reference=np.rint(arrays["labels"]).astype(np.uint8), truth=ph.truth)
 
 
+def load_subject(data: str, seed: int | None) -> dict:
+    """One subject of a data set (module docstring)."""
+    if data == "real":
+        return real_subject()
+    if data == "real2mm":
+        return dict(coarsened(real_subject(), 2), name="real dixon_subject1 at 2 mm")
+    return phantom_subject(data, seed)
+
+
 def found_vertebrae(subject: dict, spacing, levels) -> tuple[np.ndarray, str]:
     """Vertebral bodies found on the image, and how the discs were numbered (with the largest
     distance in mm between a found disc plane and the reference one)."""
@@ -94,9 +103,7 @@ def found_vertebrae(subject: dict, spacing, levels) -> tuple[np.ndarray, str]:
 def evaluate(job: tuple) -> list[dict]:
     """Rows (data, subject, method, muscle, side, figures) for one subject and every method."""
     data, seed, methods, level_source = job
-    subject = real_subject() if data == "real" else \
-        dict(coarsened(real_subject(), 2), name="real dixon_subject1 at 2 mm") if data == "real2mm" else \
-        phantom_subject(data, seed)
+    subject = load_subject(data, seed)
     spacing = tuple(float(v) for v in np.linalg.norm(subject["affine"][:3, :3], axis=0))
     levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
     vertebrae = subject["vertebrae"]

@@ -27,8 +27,8 @@ label map; the back wall and midline interpolated between the vertebrae's mid se
 4. Psoas: seeded on the lean tissue nearest the side of the vertebral body, allowed within
    PSOAS_REACH_HW body half-widths of it. Quadratus lumborum: seeded on the lean tissue nearest
    the front of the erector spinae's lateral half, allowed within QUADRATUS_REACH_MM of it and
-   in the mass's front lateral to the transverse process tips, where its back part lies behind
-   the processes' plane (QUADRATUS_MASS_HW; the erector spinae is not seeded there).
+   in the mass's front towards and beyond the transverse process tips, where its back part
+   lies behind the processes' plane (QUADRATUS_MASS_HW; the erector spinae is not seeded there).
    "Other" seeds hold what no muscle may take: tissue in front of the vertebral body, far in
    front, far lateral behind the transverse processes, sheets behind the back wall outside the
    mass, and organs (lean parts larger or thicker than any quadratus lumborum section).
@@ -268,8 +268,8 @@ ORGAN_CORE_MM = 15.0
 #: it; on the real T2 subject MuscleMap's quadratus lumborum lies wholly behind
 #: TRANSVERSE_PROCESS_HW at L2-L3 .. L5-S1; both phantom families draw the front flat (the
 #: anatomic family's quadratus lumborum lies behind that plane at L1-L2 only, 44 % of it).
-#: So in the mass's front, lateral to QUADRATUS_MASS_HW half-widths (the process tips: L1's
-#: are 35 mm from the midline, L3's 45-50 mm, against body half-widths of 20-25 mm) and within
+#: So in the mass's front, lateral to QUADRATUS_MASS_HW half-widths (towards the process tips;
+#: the real manual front starts to slope 1.1-1.5 half-widths out) and within
 #: QUADRATUS_THICK_MM of its front (quadratus lumborum is 10-20 mm thick), the erector spinae
 #: is not seeded and quadratus lumborum is allowed, and the watershed draws the fascial plane
 #: between; so are the far-lateral "other" seeds there cleared, which had flooded the erector
@@ -874,9 +874,9 @@ def _seed_paraspinal(markers, mass, away, behind, share, side, spacing_mm) -> No
 
 
 def _quadratus_in_mass(mass, away, behind, hw: float) -> np.ndarray:
-    """The front of the paraspinal mass lateral to the transverse process tips (beyond
-    QUADRATUS_MASS_HW body half-widths from the midline, within QUADRATUS_THICK_MM of the mass's
-    front in each column), where quadratus lumborum may lie behind the processes' plane; the
+    """The front of the paraspinal mass towards the transverse process tips and beyond them
+    (over QUADRATUS_MASS_HW body half-widths from the midline, within QUADRATUS_THICK_MM of the
+    mass's front in each column), where quadratus lumborum may lie behind the processes' plane; the
     watershed finds its border with the erector spinae (the middle layer of the thoracolumbar
     fascia) there. away: mm from the midline on this side; behind: mm behind the body's back wall."""
     columns = np.where(mass, behind, np.inf).min(axis=1, keepdims=True)
