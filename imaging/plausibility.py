@@ -20,7 +20,7 @@ from imaging.labels import LABEL_NAMES, MUSCLE_LABELS
 from imaging.levels import Levels
 from imaging.morphometry import MERGED, MUSCLES, QC_STATUSES, Morphometry, healthy_csa_mm2
 from imaging.quantify import bracketing_slices
-from imaging.segment import _vertebra_geometry
+from imaging.segment import vertebra_geometry
 
 #: Share of the healthy norm below which, or multiple above which, a section is suspect. Small
 #: sections (a norm under SMALL_NORM_MM2: quadratus lumborum at L5-S1, multifidus at L1-L2)
@@ -257,7 +257,7 @@ def erector_beyond_reach(labels: np.ndarray, vertebrae: np.ndarray, convention: 
     behind the liver, and strings at the sacrum; the real scan and `lumbar-twin phantom` never
     reach it). Midline and half-width: the vertebral body nearest the slice (imaging.segment's
     geometry). labels, vertebrae: canonical (nx, ny, nz) maps; spacing_mm: voxel size."""
-    geometry = list(_vertebra_geometry(vertebrae, convention, spacing_mm).values())
+    geometry = list(vertebra_geometry(vertebrae, convention, spacing_mm).values())
     out: dict[tuple[str, str, str], list[str]] = {}
     if not geometry:
         return out

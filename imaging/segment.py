@@ -60,7 +60,7 @@ def segment(water: np.ndarray, fat: np.ndarray, vertebrae: np.ndarray, conventio
     body = body_mask(total)
     lean_level = float(np.median(total[body & (ff < 0.2)])) if np.any(body & (ff < 0.2)) else float(total[body].mean())
 
-    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
+    geometry = vertebra_geometry(vertebrae, convention, spacing_mm)
     if len(geometry) < 2:
         raise InputError(None, "fewer than two lumbar vertebrae found: cannot place the muscles", field="vertebrae")
     spine = _spine_exclusion(vertebrae, geometry, convention, spacing_mm)
@@ -102,7 +102,10 @@ def body_mask(total: np.ndarray) -> np.ndarray:
     return out
 
 
-def _vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
+def vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
+    """Name ("L1" ..) -> each labelled vertebral body's section on its middle slice: centre
+    (voxel x, y), half width and half depth (mm), middle slice index. vertebrae: (nx, ny, nz)
+    canonical label map in `convention`; spacing_mm: voxel size (x, y, z)."""
     sx, sy, _ = spacing_mm
     out = {}
     for name, mask, slices in vertebra_slices(vertebrae, convention):

@@ -56,7 +56,7 @@ from imaging.body import body_outline, depth_mm, disk_footprint as _disk
 from imaging.labels import MUSCLE_LABELS, VERTEBRAE
 from imaging.morphometry import LEVELS, healthy_csa_mm2
 from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _label_boxes,
-                             _partial_volume_borders, _vertebra_geometry, smoothed_fat_fraction)
+                             _partial_volume_borders, vertebra_geometry, smoothed_fat_fraction)
 from lumbar_twin.errors import InputError
 
 LEAN_FAT_FRACTION = 0.5
@@ -506,7 +506,7 @@ def _fascia_enhanced(ff: np.ndarray, spacing_mm) -> np.ndarray:
 def _whole_vertebrae(vertebrae, convention, spacing_mm) -> dict[str, VertebraGeometry]:
     """imaging.segment's vertebral body geometry, less a body cut by the volume's top or bottom
     edge while two whole ones remain (a cut body's section is not its middle)."""
-    geometry = _vertebra_geometry(vertebrae, convention, spacing_mm)
+    geometry = vertebra_geometry(vertebrae, convention, spacing_mm)
     nz = vertebrae.shape[2]
     whole = {}
     for name, g in geometry.items():
