@@ -32,7 +32,7 @@ from imaging.levels import Levels, levels_from_vertebrae
 from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
-from imaging.plausibility import (SLICE_LOSS_FAILS, erector_beyond_reach, fat_order_problems, labels_on_skin,
+from imaging.plausibility import (SLICE_LOSS_FAILS, beyond_lateral_reach, fat_order_problems, labels_on_skin,
                                   lost_on_a_slice, missing_rows, row_problems, split_not_found, with_row_qc)
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
@@ -235,7 +235,7 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     if labels is None:  # the built-in segmenters': a multifidus split not found, a sheet taken laterally
         bounds = segment_anatomical.SPLIT_SHARE_BOUNDS
         for flagged in (split_not_found(split_held, levels, muscle_labels.shape[2], bounds),
-                        erector_beyond_reach(muscle_labels, vertebra_map, convention, levels, spacing)):
+                        beyond_lateral_reach(muscle_labels, vertebra_map, convention, levels, spacing)):
             for key, reasons in _measured(flagged, morphometry).items():
                 slice_warnings.setdefault(key, []).extend(reasons)
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")

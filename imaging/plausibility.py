@@ -238,29 +238,50 @@ def split_not_found(held: dict[tuple[int, str], float], levels: Levels, n_slices
 
 #: The erector spinae's lateral border, the lateral raphe, lies about three vertebral body
 #: half-widths from the midline behind the transverse processes (60-80 mm; Bogduk, Clinical and
-#: Radiological Anatomy of the Lumbar Spine, ch. 9); further out lie latissimus dorsi, the ribs
-#: and the flank. No reference label here reaches 4.8 half-widths on the slices a level is read
-#: from (real scan 3.2, anatomic family seeds 500-507 and 600-603 4.7, `lumbar-twin phantom`
-#: 400-403 and 600-603 4.2), but on unseen anatomic subjects (seeds 902, 907) labels within
-#: 13 % of the truth reached 5.0-5.4 (a small vertebral body; measured 2026-12-02). An erector
-#: spinae label beyond ERECTOR_REACH_HW took a sheet lateral to it: at 6, 6 of the 8 rows it
-#: marks on seeds 900-915 are 55-133 % over (the other two +3 and +10 %, thin strings); at 5,
-#: 9 of 17.
-ERECTOR_REACH_HW = 6.0
+#: Radiological Anatomy of the Lumbar Spine, ch. 9), and quadratus lumborum's lateral border
+#: lies in front of it; further out lie latissimus dorsi, the ribs, the flank and the liver. No
+#: reference erector spinae here reaches 4.8 half-widths on the slices a level is read from
+#: (real scan 3.2, anatomic family seeds 500-507 and 600-603 4.7, `lumbar-twin phantom` 400-403
+#: and 600-603 4.2), no quadratus lumborum 4.5 (anatomic 4.5, lumbar-twin 3.8, the real T2
+#: subject's MuscleMap labels 4.0, the truth of anatomic seeds 900-915 4.9); but on unseen
+#: anatomic subjects (seeds 902, 907) erector spinae labels within 13 % of the truth reached
+#: 5.0-5.4 (a small vertebral body; measured 2026-12-02). A label beyond LATERAL_REACH_HW took a
+#: sheet lateral to the muscle: at 6, on seeds 900-915, 6 of the 8 erector spinae rows it marks
+#: are 55-133 % over (the other two +3 and +10 %, thin strings; at 5, 9 of 17), and all 6
+#: quadratus lumborum rows +88 to +691 % (measured once quadratus lumborum could take the
+#: mass's front, segment_anatomical.QUADRATUS_MASS_HW, and with it the sheet behind the liver).
+LATERAL_REACH_HW = 6.0
+REACH_MUSCLES = ("erector_spinae", "quadratus_lumborum")
 
 
-def erector_beyond_reach(labels: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int], levels: Levels,
+def beyond_lateral_reach(labels: np.ndarray, vertebrae: np.ndarray, convention: dict[str, int], levels: Levels,
                          spacing_mm) -> dict[tuple[str, str, str], list[str]]:
-    """(muscle, side, level) -> why, for each erector spinae row whose label reaches more than
-    ERECTOR_REACH_HW body half-widths from the midline on a slice the level is read from: it
-    took a sheet lateral to the muscle (on the anatomic family at L1-L2 on the right, the band
-    behind the liver, and strings at the sacrum; the real scan and `lumbar-twin phantom` never
-    reach it). Midline and half-width: the vertebral body nearest the slice (imaging.segment's
-    geometry). labels, vertebrae: canonical (nx, ny, nz) maps; spacing_mm: voxel size."""
+    """(muscle, side, level) -> why, for each erector spinae or quadratus lumborum row whose
+    label reaches more than LATERAL_REACH_HW body half-widths from the midline on a slice the
+    level is read from: it took a sheet lateral to the muscle (on the anatomic family at L1-L2
+    on the right, the band behind the liver, and strings at the sacrum; the real scan and
+    `lumbar-twin phantom` never reach it). Midline and half-width: the vertebral body nearest
+    the slice (imaging.segment.vertebra_geometry). labels, vertebrae: canonical (nx, ny, nz)
+    maps; spacing_mm: voxel size."""
     geometry = list(vertebra_geometry(vertebrae, convention, spacing_mm).values())
     out: dict[tuple[str, str, str], list[str]] = {}
     if not geometry:
         return out
+    for level in levels.found:
+        for k in sorted(set(bracketing_slices(levels.disc_slice[level], labels.shape[2]))):
+            body = min(geometry, key=lambda g: abs(g.mid_slice - k))
+            for muscle in REACH_MUSCLES:
+                for side, sign in (("left", -1.0), ("right", 1.0)):
+                    xs = np.nonzero(labels[:, :, k] == MUSCLE_LABELS[(muscle, side)])[0]
+                    if not xs.size:
+                        continue
+                    reach = float((sign * (xs - body.centre[0])).max() * spacing_mm[0] / body.half_width_mm)
+                    if reach > LATERAL_REACH_HW and (muscle, side, level) not in out:
+                        out[(muscle, side, level)] = [
+                            f"{_words(muscle)} {side} at {level}: reaches {reach:.1f} vertebral body half-widths from "
+                            f"the midline on slice {k}, beyond the lateral raphe's {LATERAL_REACH_HW:g} (took a sheet "
+                            f"lateral to it?)"]
+    return out
     for level in levels.found:
         for k in sorted(set(bracketing_slices(levels.disc_slice[level], labels.shape[2]))):
             body = min(geometry, key=lambda g: abs(g.mid_slice - k))

@@ -7,7 +7,7 @@ import pytest
 from imaging.levels import Levels
 from imaging.morphometry import LEVELS, MUSCLES, SIDES, Morphometry, MuscleMeasure, healthy_csa_mm2
 from imaging.labels import MUSCLE_LABELS
-from imaging.plausibility import (FAT_ORDER_MARGIN, erector_beyond_reach, fat_order_problems, lost_on_a_slice,
+from imaging.plausibility import (FAT_ORDER_MARGIN, beyond_lateral_reach, fat_order_problems, lost_on_a_slice,
                                   missing_rows, split_not_found, suspect_rows)
 
 
@@ -126,21 +126,24 @@ def test_a_multifidus_split_held_at_the_template_bound_is_named():
     assert split_not_found({}, levels, 30, (0.75, 1.4)) == {}
 
 
+@pytest.mark.parametrize("muscle", ["erector_spinae", "quadratus_lumborum"])
 @pytest.mark.parametrize("reach_hw,named", [(5.5, False), (6.5, True)])
-def test_an_erector_spinae_reaching_past_the_lateral_raphe_is_named(reach_hw, named):
+def test_a_label_reaching_past_the_lateral_raphe_is_named(muscle, reach_hw, named):
     """A vertebral body 40 mm wide (half-width 20 mm) at x = 150 mm on 1 mm pixels: a left
-    erector spinae from 25 mm to `reach_hw` half-widths out is named past ERECTOR_REACH_HW (6;
-    the anatomic family's sheet behind the liver reached 6.1-8.0), not before it (labels within
-    13 % of the truth reached 5.4)."""
+    erector spinae or quadratus lumborum from 25 mm to `reach_hw` half-widths out is named past
+    LATERAL_REACH_HW (6; the anatomic family's sheet behind the liver reached 6.1-8.0), not
+    before it (labels within 13 % of the truth reached 5.4); psoas is not judged by it."""
     from imaging.labels import DEFAULT_VERTEBRA_LABELS
 
     vertebrae = np.zeros((300, 120, 10), np.int32)
     vertebrae[130:170, 60:91, :] = DEFAULT_VERTEBRA_LABELS["L3"]  # x 130..169: centre 149.5, half-width 20 mm
     labels = np.zeros(vertebrae.shape, np.uint8)
-    labels[int(round(149.5 - reach_hw * 20)):125, 10:50, :] = MUSCLE_LABELS[("erector_spinae", "left")]
-    labels[175:210, 10:50, :] = MUSCLE_LABELS[("erector_spinae", "right")]  # 3 half-widths
-    found = erector_beyond_reach(labels, vertebrae, DEFAULT_VERTEBRA_LABELS, Levels({"L3-L4": 4.5}, "test"),
+    labels[int(round(149.5 - reach_hw * 20)):125, 10:50, :] = MUSCLE_LABELS[(muscle, "left")]
+    labels[175:210, 10:50, :] = MUSCLE_LABELS[(muscle, "right")]  # 3 half-widths
+    labels[210:290, 60:90, :] = MUSCLE_LABELS[("psoas", "right")]  # 7 half-widths: not this check's
+    found = beyond_lateral_reach(labels, vertebrae, DEFAULT_VERTEBRA_LABELS, Levels({"L3-L4": 4.5}, "test"),
                                  (1.0, 1.0, 4.0))
-    assert list(found) == ([("erector_spinae", "left", "L3-L4")] if named else [])
+    assert list(found) == ([(muscle, "left", "L3-L4")] if named else [])
     if named:
-        assert "reaches 6.5 vertebral body half-widths" in found[("erector_spinae", "left", "L3-L4")][0]
+        assert "reaches 6.5 vertebral body half-widths" in found[(muscle, "left", "L3-L4")][0]
+        assert found[(muscle, "left", "L3-L4")][0].startswith(muscle.replace("_", " "))
