@@ -282,17 +282,3 @@ def beyond_lateral_reach(labels: np.ndarray, vertebrae: np.ndarray, convention: 
                             f"the midline on slice {k}, beyond the lateral raphe's {LATERAL_REACH_HW:g} (took a sheet "
                             f"lateral to it?)"]
     return out
-    for level in levels.found:
-        for k in sorted(set(bracketing_slices(levels.disc_slice[level], labels.shape[2]))):
-            body = min(geometry, key=lambda g: abs(g.mid_slice - k))
-            for side, sign in (("left", -1.0), ("right", 1.0)):
-                xs = np.nonzero(labels[:, :, k] == MUSCLE_LABELS[("erector_spinae", side)])[0]
-                if not xs.size:
-                    continue
-                reach = float((sign * (xs - body.centre[0])).max() * spacing_mm[0] / body.half_width_mm)
-                if reach > ERECTOR_REACH_HW and ("erector_spinae", side, level) not in out:
-                    out[("erector_spinae", side, level)] = [
-                        f"erector spinae {side} at {level}: reaches {reach:.1f} vertebral body half-widths from the "
-                        f"midline on slice {k}, beyond the lateral raphe's {ERECTOR_REACH_HW:g} (took a sheet lateral "
-                        f"to it?)"]
-    return out

@@ -283,6 +283,9 @@ ORGAN_CORE_MM = 15.0
 #: the real wedge (left erector spinae CSA median 12.5 %), 20 mm took erector spinae on the
 #: anatomic family (right minimum Dice 0.79 -> 0.74).
 QUADRATUS_MASS_HW, QUADRATUS_THICK_MM = 1.5, 15.0
+#: Quadratus lumborum is looked for between the 12th rib and the iliac crest: from the L1-L2
+#: disc (0) to midway between L4-L5 and L5-S1 (3.5).
+QUADRATUS_LEVELS = (0.0, 3.5)
 #: Quadratus lumborum lies lateral to psoas (their borders touch, often with no fat plane
 #: between): its seeds keep at least this far from psoas's seeds (which hold the part of psoas
 #: beside the vertebral body; psoas at L3-L4 is 30-45 mm across). Without it, where a large
@@ -658,7 +661,7 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
         allowed[paraspinal] |= _bits(("multifidus", side), ("erector_spinae", side))
         if paraspinal.any():
             _seed_paraspinal(markers, paraspinal, away, behind, share, side, spacing_mm)
-            if 0.0 <= frame.level <= 3.5:  # quadratus lumborum's back part (module docstring, 4)
+            if QUADRATUS_LEVELS[0] <= frame.level <= QUADRATUS_LEVELS[1]:  # its back part (module docstring, 4)
                 front = _quadratus_in_mass(paraspinal, away, behind, hw)
                 markers[front & np.isin(markers, [MUSCLE_LABELS[("erector_spinae", side)], OTHER])] = 0
                 allowed[front] |= _bits(("quadratus_lumborum", side))
@@ -686,7 +689,7 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
                          spacing_mm)
             near_mass = ndimage.distance_transform_edt(~paraspinal, sampling=(sx, sy))
             zone = lean & ~paraspinal & (away > 0) & (near_mass < QUADRATUS_REACH_MM)
-            if 0.0 <= frame.level <= 3.5:  # between the 12th rib and the iliac crest
+            if QUADRATUS_LEVELS[0] <= frame.level <= QUADRATUS_LEVELS[1]:
                 seed = _seed_quadratus(markers, zone & (markers == 0), paraspinal, away, behind, side, spacing_mm)
                 if seed.any():  # nor quadratus lumborum into bowel contents beside it
                     zone &= ff < _adipose_limit(float(np.median(ff[seed])))
