@@ -107,6 +107,9 @@ class AnatomicPhantom:
     truth: Morphometry
     params: dict[str, Any]
     seed: int
+    #: The whole vertebrae (body, pedicles, laminae, processes), as SPINEPS or TotalSegmentator's
+    #: vertebrae_mr label them; `vertebrae` holds the bodies only.
+    vertebrae_whole: np.ndarray | None = None
 
 
 @functools.cache
@@ -182,6 +185,7 @@ class _Plane:
         self.tissue = np.zeros(shape, np.uint8)
         self.mff = np.zeros(shape, np.float32)  # fat fraction of muscle points
         self.vlab = np.zeros(shape, np.uint8)  # vertebral body label
+        self.vwhole = np.zeros(shape, np.uint8)  # whole vertebra label (body and posterior elements)
         self._full = None
 
     def box(self, x0, x1, y0, y1):
@@ -1167,6 +1171,8 @@ def _paint_spine(M: _Model, pl: _Plane, L: dict) -> None:
         jj |= joint
         joints[m] = jj
     bone = bsdf < 0
+    whole = pl.vwhole[sl]
+    whole[bone] = np.asarray(VERT_LABEL, np.uint8)[owner[bone]]
     t[bone] = MARROW0 + owner[bone]
     t[bone & (bsdf > -1.0)] = CORTEX
     t[joints] = JOINT
@@ -1369,12 +1375,14 @@ def make_anatomic_phantom(seed: int, habitus: str | None = None,
     fat = np.zeros((nx, ny, nz), np.float32)
     labels = np.zeros((nx, ny, nz), np.uint8)
     verts = np.zeros((nx, ny, nz), np.uint8)
+    whole = np.zeros((nx, ny, nz), np.uint8)
     n_sub = 12
     for k, z in enumerate(zp):
         wsum = np.zeros((nx, ny), np.float32)
         fsum = np.zeros((nx, ny), np.float32)
         mlab = np.zeros((nx, ny, n_sub), np.uint8)
         vlab = np.zeros((nx, ny, n_sub), np.uint8)
+        wlab = np.zeros((nx, ny, n_sub), np.uint8)
         for j in (-1, 0, 1):
             pl = _Plane(z + j * dz / 3, xs, ys, rot, tx, ty)
             _render_plane(M, pl)
@@ -1387,10 +1395,12 @@ def make_anatomic_phantom(seed: int, habitus: str | None = None,
             sub = slice(4 * (j + 1), 4 * (j + 2))
             mlab[:, :, sub] = _per_voxel(np.where(mus, t - MUSCLE0, 0), nx, ny)
             vlab[:, :, sub] = _per_voxel(pl.vlab, nx, ny)
+            wlab[:, :, sub] = _per_voxel(pl.vwhole, nx, ny)
         water[:, :, k] = wsum / n_sub
         fat[:, :, k] = fsum / n_sub
         labels[:, :, k] = _majority(mlab, 8)
         verts[:, :, k] = _majority(vlab, 6)
+        whole[:, :, k] = _majority(wlab, 6)
     S0 = P["mr"]["S0"]
     y_back = float(np.min(yw))
     bias = _bias(M, xw, yw, zp, y_back)
@@ -1408,7 +1418,7 @@ def make_anatomic_phantom(seed: int, habitus: str | None = None,
     affine[:3, :3] = np.diag([dx, dy, dz])
     affine[:3, 3] = [xw[0], yw[0], zp[0] + tz]
     code = P["acquisition"]["orientation"]
-    (water, fat, labels, verts), affine = _orient([water, fat, labels, verts], affine, code)
+    (water, fat, labels, verts, whole), affine = _orient([water, fat, labels, verts, whole], affine, code)
     P["grid"] = {"shape": list(water.shape), "disc_z_world_mm": {lvl: round(float(z + tz), 2)
                                                                  for lvl, z in zip(LEVELS, M.zk)},
                  "calibration": {f"{m}_{s}": [round(v, 3) for v in M.k[lab]] for (m, s), lab in MUSCLE_LABELS.items()}}
@@ -1417,7 +1427,7 @@ def make_anatomic_phantom(seed: int, habitus: str | None = None,
                         provenance={"generator": "lumbar-twin anatomic phantom", "seed": int(seed)})
     return AnatomicPhantom(water=water.astype(np.float32), fat=fat.astype(np.float32), affine=affine,
                            labels=labels.astype(np.uint8), vertebrae=verts.astype(np.uint8), truth=truth,
-                           params=P, seed=int(seed))
+                           params=P, seed=int(seed), vertebrae_whole=whole)
 
 
 def write_anatomic_phantom(phantom: AnatomicPhantom, out_dir: str | Path) -> dict[str, Path]:

@@ -112,9 +112,11 @@ def vertebra_geometry(vertebrae, convention, spacing_mm) -> dict[str, VertebraGe
         mid = int(round(0.5 * (slices.min() + slices.max())))
         section = mask[:, :, mid] if mask[:, :, mid].any() else mask[:, :, slices[len(slices) // 2]]
         xs, ys = np.nonzero(section)
+        # width across the body's middle third of depth: the pedicles leave its back corners
+        middle = np.abs(ys - ys.mean()) <= (ys.max() - ys.min()) / 6.0
         out[name] = VertebraGeometry(
             centre=np.array([xs.mean(), ys.mean()]),
-            half_width_mm=0.5 * (xs.max() - xs.min() + 1) * sx,
+            half_width_mm=0.5 * (xs[middle].max() - xs[middle].min() + 1) * sx,
             half_depth_mm=0.5 * (ys.max() - ys.min() + 1) * sy,
             mid_slice=mid,
         )
