@@ -161,7 +161,9 @@ def real_vertebrae():
 def test_the_real_per_vertebra_map_passes(real_vertebrae):
     values, spacing = real_vertebrae
     out = to_default_convention(values, vertebra_convention("default"), spacing, "v")
-    assert np.array_equal(out.labels, values)
+    # numbered as drawn; the body cut (imaging.vertebral_body) may take a corner tip or two
+    assert np.array_equal(out.labels[out.labels > 0], values[out.labels > 0])
+    assert np.count_nonzero(out.labels != values) <= 0.001 * np.count_nonzero(values)
 
 
 def test_all_vertebrae_in_one_value_given_as_per_vertebra(real_vertebrae):
