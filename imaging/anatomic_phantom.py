@@ -1431,13 +1431,15 @@ def make_anatomic_phantom(seed: int, habitus: str | None = None,
 
 
 def write_anatomic_phantom(phantom: AnatomicPhantom, out_dir: str | Path) -> dict[str, Path]:
-    """water.nii.gz, fat.nii.gz, vertebrae.nii.gz, labels_truth.nii.gz (sform = qform = affine,
-    code 1) and truth.json (the morphometry plus provenance) in out_dir."""
+    """water.nii.gz, fat.nii.gz, vertebrae.nii.gz (bodies), vertebrae_whole.nii.gz (whole
+    vertebrae, when made), labels_truth.nii.gz (sform = qform = affine, code 1) and truth.json
+    (the morphometry plus provenance) in out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, arr in (("water", phantom.water), ("fat", phantom.fat), ("vertebrae", phantom.vertebrae),
-                      ("labels_truth", phantom.labels)):
+    arrays = [("water", phantom.water), ("fat", phantom.fat), ("vertebrae", phantom.vertebrae),
+              ("vertebrae_whole", phantom.vertebrae_whole), ("labels_truth", phantom.labels)]
+    for name, arr in ((n, a) for n, a in arrays if a is not None):
         img = nib.Nifti1Image(arr, phantom.affine)
         img.set_qform(phantom.affine, code=1)
         img.set_sform(phantom.affine, code=1)

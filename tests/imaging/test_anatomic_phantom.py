@@ -181,8 +181,8 @@ def test_voxel_sizes_and_orientation(tmp_path):
 def test_write_round_trip(tmp_path):
     ph = make_anatomic_phantom(7, voxel_mm=(2.0, 2.0, 6.0))
     paths = write_anatomic_phantom(ph, tmp_path / "subject")
-    assert set(paths) == {"water", "fat", "vertebrae", "labels_truth", "truth"}
-    for name in ("water", "fat", "vertebrae", "labels_truth"):
+    assert set(paths) == {"water", "fat", "vertebrae", "vertebrae_whole", "labels_truth", "truth"}
+    for name in ("water", "fat", "vertebrae", "vertebrae_whole", "labels_truth"):
         img = nib.load(str(paths[name]))
         assert int(img.header["sform_code"]) == 1 and int(img.header["qform_code"]) == 1
         assert np.allclose(img.get_sform(), ph.affine, atol=1e-4)
