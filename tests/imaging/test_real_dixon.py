@@ -42,13 +42,14 @@ def anatomical(subject, spacing):
 @pytest.mark.slow
 def test_anatomical_segmenter_finds_the_back_muscles_on_a_real_scan(subject, anatomical):
     """A guard below the issue's Dice 0.90 target and far above the watershed's 0.00-0.11
-    (measured 2026-12-02 with the redrawn vertebral body map: erector spinae 0.855 / 0.860,
-    multifidus 0.811 / 0.787, left / right; fat fraction against the manual outline's
-    0.006-0.065 at the median level, target 0.02). The erector spinae's area is within 40 % of
-    the manual one at every level: the left reads 23-37 % over, the lean wedge in front of the
-    manual outline's sloping front (docs/imaging.md, "What still fails"). With the first,
-    bulging body map the frame's back wall sat 4-9 mm too far back and the figures read 0.896 /
-    0.880, within 15 % at every level; that was the map's error, not the method's."""
+    (measured 2026-12-02 with the redrawn vertebral body map: erector spinae 0.899 / 0.868,
+    multifidus 0.789 / 0.789, left / right; fat fraction against the manual outline's
+    0.008-0.066 at the median level, target 0.02). The erector spinae's area is within 25 % of
+    the manual one at every level (left 2-10 %, right 2-19 % over). With the transverse
+    processes' plane flat (no slope beyond their tips: segment_anatomical.
+    TRANSVERSE_PROCESS_SLOPE) the left read 23-37 % over, the lean wedge in front of the manual
+    outline's sloping front. With the first, bulging body map the figures read 0.896 / 0.880;
+    that map put the frame's back wall 4-9 mm too far back."""
     levels = levels_from_vertebrae(subject["vertebrae"], DEFAULT_VERTEBRA_LABELS)
     found = agreement(anatomical, subject["reference"], subject["water"], subject["fat"], subject["affine"], levels)
     assert sorted(found) == sorted(BACK)
@@ -57,15 +58,15 @@ def test_anatomical_segmenter_finds_the_back_muscles_on_a_real_scan(subject, ana
         assert found[key].dice >= floor, (key, found[key].dice)
         assert np.median(found[key].level_ff_error) <= 0.11, key  # fat fraction against the manual outline's
         if key[0] == "erector_spinae":
-            assert found[key].level_csa_error.max() <= 0.40, (key, found[key].level_csa_error)
+            assert found[key].level_csa_error.max() <= 0.25, (key, found[key].level_csa_error)
 
 
 @pytest.mark.slow
 def test_anatomical_segmenter_holds_on_2_mm_voxels(subject):
     """The same scan on 2.04 mm in-plane voxels (2 x 2 block averages, the coarse end of the
     sizes issue 11 names): no fixed voxel count may carry the method. Guards below the figures
-    measured 2026-12-02 with the redrawn body map (erector spinae 0.819 / 0.806, multifidus
-    0.758 / 0.742; with the first, bulging map 0.890 / 0.859 and 0.794 / 0.767)."""
+    measured 2026-12-02 with the redrawn body map (erector spinae 0.845 / 0.839, multifidus
+    0.762 / 0.738; with the first, bulging map 0.890 / 0.859 and 0.794 / 0.767)."""
     from imaging.segment_anatomical import segment
     coarse = coarsened(subject, 2)
     spacing = tuple(float(v) for v in np.linalg.norm(coarse["affine"][:3, :3], axis=0))
@@ -75,7 +76,7 @@ def test_anatomical_segmenter_holds_on_2_mm_voxels(subject):
     assert list(levels.found) == ["L2-L3", "L3-L4", "L4-L5"]
     found = agreement(labels, coarse["reference"], coarse["water"], coarse["fat"], coarse["affine"], levels)
     for key in BACK:
-        floor = 0.78 if key[0] == "erector_spinae" else 0.70
+        floor = 0.80 if key[0] == "erector_spinae" else 0.70
         assert found[key].dice >= floor, (key, found[key].dice)
 
 
