@@ -2,7 +2,7 @@
 
 Tools label vertebrae differently: TotalSegmentator's `total_mr` and our phantoms label the
 body; SPINEPS instance masks, TotalSegmentator's `vertebrae_mr` (trained on SPIDER: van der
-Graaf et al. 2024, Sci Data 11:264) and its CT `total` task label the whole vertebra, with
+Graaf et al. 2024, Sci Data, doi 10.1038/s41597-024-03090-w) and its CT `total` task label the whole vertebra, with
 pedicles, laminae, and transverse, articular and spinous processes, and the sacrum with its
 alae. Every frame the segmenters place (back wall, body width and depth, the canal behind) is
 the body's, so the rest goes first.
@@ -16,8 +16,10 @@ inscribed radius keeps the body's core and drops the rest; the core's back edge 
 back wall, and all posterior elements lie behind it (they leave the body through the pedicles
 at its posterolateral corners). So each section keeps what lies in front of its core's back
 wall (or the nearest core's, on a section too thin to have one: an endplate, or posterior
-elements beside a disc). The sacral alae lie beside the S1 body, not behind it: S1 also keeps
-only the width of L5's body. A body-only map comes back unchanged.
+elements beside a disc) and, where it has a core, within the core's width (not the transverse
+processes' roots). The sacral alae lie beside the S1 body, not behind it: S1 also keeps
+only the width of L5's body, and a whole-sacrum label only one body height. A body-only map
+comes back unchanged (but for a corner tip sharper than the opening's disc).
 """
 from __future__ import annotations
 
@@ -70,12 +72,12 @@ def vertebral_bodies(vertebrae: np.ndarray, convention: dict[str, int], spacing_
     return out
 
 
-def _body(mask: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """One vertebra's mask (nx, ny, nz) -> (the part in front of its body's back wall (each
+def _body(mask: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np.ndarray]:
+    """One vertebra's mask (nx, ny, nz) -> the part in front of its body's back wall (each
     section's own core's, or the nearest core's on a section without one) and, on a section
-    with a core, within the core's width."""
+    with a core, within its and the largest core's width; and the slices with a core."""
     present = np.nonzero(mask.any(axis=(0, 1)))[0]
-    if not present.size:  # nothing of it beside-free (an S1 value off the column)
+    if not present.size:  # nothing left (an S1 value wholly beside L5's body)
         return mask, present
     radius = max(float(ndimage.distance_transform_edt(mask[:, :, k], sampling=(sx, sy)).max()) for k in present)
     structure = _disc(BODY_CORE_SHARE * radius, sx, sy)
