@@ -2,10 +2,10 @@
 
 Tools label vertebrae differently: TotalSegmentator's `total_mr` and our phantoms label the
 body; SPINEPS instance masks, TotalSegmentator's `vertebrae_mr` (trained on SPIDER: van der
-Graaf et al. 2024, Sci Data, doi 10.1038/s41597-024-03090-w) and its CT `total` task label the whole vertebra, with
-pedicles, laminae, and transverse, articular and spinous processes, and the sacrum with its
-alae. Every frame the segmenters place (back wall, body width and depth, the canal behind) is
-the body's, so the rest goes first.
+Graaf et al. 2024, Sci Data, doi 10.1038/s41597-024-03090-w) and its CT `total` task label
+the whole vertebra, with pedicles, laminae, and transverse, articular and spinous processes,
+and the sacrum with its alae. Every frame the segmenters place (back wall, body width and
+depth, the canal behind) is the body's, so the rest goes first.
 
 How: on an axial section the body is far thicker than any posterior element. Its largest
 inscribed disc has a radius of 14-19 mm (adult lumbar bodies 40-50 mm wide, 30-38 mm deep:
