@@ -281,7 +281,7 @@ def test_anatomic_phantom_family_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "b"
     assert main(["phantom", "--family", "anatomic", "--seed", "3", "--noise", "0.03", "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"water.nii.gz", "fat.nii.gz", "vertebrae.nii.gz",
-                                               "labels_truth.nii.gz", "truth.json"}
+                                               "vertebrae_whole.nii.gz", "labels_truth.nii.gz", "truth.json"}
     truth = load_morphometry(out / "truth.json")
     assert len(truth.muscles) == 40 and truth.provenance["generator"] == "lumbar-twin anatomic phantom"
     assert truth.provenance["params"]["noise"] == pytest.approx(0.03)
