@@ -249,7 +249,7 @@ def split_not_found(held: dict[tuple[int, str], float], levels: Levels, n_slices
 #: sheet lateral to the muscle: at 6, on seeds 900-915, 6 of the 8 erector spinae rows it marks
 #: are 55-133 % over (the other two +3 and +10 %, thin strings; at 5, 9 of 17), and all 6
 #: quadratus lumborum rows +88 to +691 % (measured once quadratus lumborum could take the
-#: mass's front, segment_anatomical.QUADRATUS_MASS_HW, and with it the sheet behind the liver).
+#: mass's front beyond segment_anatomical.TRANSVERSE_PROCESS_TIPS_HW, and with it the sheet behind the liver).
 LATERAL_REACH_HW = 6.0
 REACH_MUSCLES = ("erector_spinae", "quadratus_lumborum")
 

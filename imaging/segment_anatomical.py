@@ -28,7 +28,7 @@ label map; the back wall and midline interpolated between the vertebrae's mid se
    PSOAS_REACH_HW body half-widths of it. Quadratus lumborum: seeded on the lean tissue nearest
    the front of the erector spinae's lateral half, allowed within QUADRATUS_REACH_MM of it and
    in the mass's front towards and beyond the transverse process tips, where its back part
-   lies behind the processes' plane (QUADRATUS_MASS_HW; the erector spinae is not seeded there).
+   lies behind the processes' plane (TRANSVERSE_PROCESS_TIPS_HW; the erector spinae is not seeded there).
    "Other" seeds hold what no muscle may take: tissue in front of the vertebral body, far in
    front, far lateral behind the transverse processes, sheets behind the back wall outside the
    mass, and organs (lean parts larger or thicker than any quadratus lumborum section).
@@ -96,7 +96,8 @@ TRANSVERSE_PROCESS_HW = 0.35
 #: labels 0.30 / 0.34 / 0.58 / 0.88); the anatomic family draws it flat (0.50-0.79) and
 #: `lumbar-twin phantom` flat and deeper (0.76-1.01). The plane rises by
 #: TRANSVERSE_PROCESS_SLOPE body half-widths per half-width beyond TRANSVERSE_PROCESS_TIPS_HW
-#: (0.45 at 2, 0.55 at 2.5: under both real subjects' medians). Chosen 2026-12-02 over 0 and
+#: (0.45 at 2, 0.55 at 2.5: under both real subjects' medians); quadratus lumborum's back part
+#: is allowed in the mass's front beyond the same tips (QUADRATUS_THICK_MM, below). Chosen 2026-12-02 over 0 and
 #: 0.35 (real scan, anatomic 500-507, `lumbar-twin phantom` 400-403): real erector spinae
 #: 0.853 / 0.862 -> 0.899 / 0.868 (CSA median 26 / 7 -> 3 / 7 %); anatomic quadratus lumborum
 #: right median 24 -> 39 % on 500-507 (the sheets behind the liver), 9 -> 10 % held out
@@ -294,7 +295,7 @@ ORGAN_CORE_MM = 15.0
 #: it; on the real T2 subject MuscleMap's quadratus lumborum lies wholly behind
 #: TRANSVERSE_PROCESS_HW at L2-L3 .. L5-S1; both phantom families draw the front flat (the
 #: anatomic family's quadratus lumborum lies behind that plane at L1-L2 only, 44 % of it).
-#: So in the mass's front, lateral to QUADRATUS_MASS_HW half-widths (towards the process tips;
+#: So in the mass's front, lateral to the process tips (TRANSVERSE_PROCESS_TIPS_HW half-widths;
 #: the real manual front starts to slope 1.1-1.5 half-widths out) and within
 #: QUADRATUS_THICK_MM of its front (quadratus lumborum is 10-20 mm thick), the erector spinae
 #: is not seeded and quadratus lumborum is allowed, and the watershed draws the fascial plane
@@ -308,7 +309,7 @@ ORGAN_CORE_MM = 15.0
 #: more than 0.2 points. 1.25 and 2.0 half-widths gave the same within 0.005 Dice; 10 mm left
 #: the real wedge (left erector spinae CSA median 12.5 %), 20 mm took erector spinae on the
 #: anatomic family (right minimum Dice 0.79 -> 0.74).
-QUADRATUS_MASS_HW, QUADRATUS_THICK_MM = 1.5, 15.0
+QUADRATUS_THICK_MM = 15.0
 #: Quadratus lumborum is looked for between the 12th rib and the iliac crest: from the L1-L2
 #: disc (0) to midway between L4-L5 and L5-S1 (3.5).
 QUADRATUS_LEVELS = (0.0, 3.5)
@@ -908,12 +909,12 @@ def _seed_paraspinal(markers, mass, away, behind, share, side, spacing_mm) -> No
 
 def _quadratus_in_mass(mass, away, behind, hw: float) -> np.ndarray:
     """The front of the paraspinal mass towards the transverse process tips and beyond them
-    (over QUADRATUS_MASS_HW body half-widths from the midline, within QUADRATUS_THICK_MM of the
+    (over TRANSVERSE_PROCESS_TIPS_HW body half-widths from the midline, within QUADRATUS_THICK_MM of the
     mass's front in each column), where quadratus lumborum may lie behind the processes' plane; the
     watershed finds its border with the erector spinae (the middle layer of the thoracolumbar
     fascia) there. away: mm from the midline on this side; behind: mm behind the body's back wall."""
     columns = np.where(mass, behind, np.inf).min(axis=1, keepdims=True)
-    return mass & (away > QUADRATUS_MASS_HW * hw) & (behind - columns < QUADRATUS_THICK_MM)
+    return mass & (away > TRANSVERSE_PROCESS_TIPS_HW * hw) & (behind - columns < QUADRATUS_THICK_MM)
 
 
 def _seed_organs(markers, region, mass, behind, near_body, spacing_mm) -> None:
