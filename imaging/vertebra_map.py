@@ -64,8 +64,8 @@ def to_default_convention(vertebrae: np.ndarray, convention: VertebraConvention,
     dropped = labelled - int(np.count_nonzero(bodies))
     if not dropped:
         return numbered
-    return NumberedVertebrae(bodies, f"{numbered.how}; vertebral bodies kept ({dropped / labelled:.0%} of the labelled "
-                                     "voxels left out: posterior elements, sacral alae, sacrum below S1)",
+    return NumberedVertebrae(bodies, f"{numbered.how}; vertebral bodies kept ({dropped} of {labelled} labelled voxels "
+                                     "left out: posterior elements, sacral alae, sacrum below S1, corner tips)",
                              numbered.disc_slice)
 
 
