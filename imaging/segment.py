@@ -220,13 +220,14 @@ def _extreme_seeds(markers, region, away, medial, lateral, band_mm: float = 4.0,
             markers[seed] = MUSCLE_LABELS[key]
 
 
-def _partial_volume_borders(labels, water, fat, soft) -> np.ndarray:
+def _partial_volume_borders(labels, water, fat, soft, claimable=None) -> np.ndarray:
     """Move each muscle's border to where a voxel is half muscle (imaging.partial_volume).
 
     The watershed runs on a smoothed map, which spreads a muscle into the fat and the bone
     around it and a fatty muscle's border out of it: per slice, a border voxel that is less
     than half muscle leaves, and a free soft-tissue voxel next to the muscle that is more than
-    half muscle joins. Water and fat are the unsmoothed images.
+    half muscle joins (if given claimable, a uint16 map with bit label - 1 set where that muscle
+    may join). Water and fat are the unsmoothed images.
     """
     out = labels.copy()
     for k, value, box in _label_boxes(labels, margin=FAT_REFERENCE_REACH + 1):
@@ -239,6 +240,8 @@ def _partial_volume_borders(labels, water, fat, soft) -> np.ndarray:
         share = shares.muscle
         edge = mask & ~ndimage.binary_erosion(ndimage.binary_fill_holes(mask))  # the outline, not holes
         ring = ndimage.binary_dilation(mask) & (section == 0) & soft[box + (k,)]
+        if claimable is not None:
+            ring &= (claimable[box + (k,)] >> (value - 1)) & 1 == 1
         section[edge & (share < 0.5)] = 0
         section[ring & (share >= 0.5)] = value
     return out

@@ -432,7 +432,8 @@ def _segment_box(water, fat, total, ff, vertebrae, convention, spacing_mm, body,
                                                           spine[:, :, k])
     labels = _grow(_fascia_enhanced(ff, spacing_mm), markers, lean_all, allowed)
     labels = _erector_outer_fascia(labels, smooth_water, frames, spacing_mm)
-    labels = _partial_volume_borders(labels, water, fat, soft & ~spine & (depth > SKIN_MM))
+    labels = _partial_volume_borders(labels, water, fat, soft & ~spine & (depth > SKIN_MM),
+                                     _claimable(frames, midlines, labels.shape, spacing_mm))
     labels = _close_outlines(labels, ff, spine, body, spacing_mm)
     labels = _bridge_fat_patches(labels, ff, spine, body, spacing_mm)
     labels = _psoas_compact(labels, markers, frames, spacing_mm)
@@ -724,12 +725,7 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
     near_spine = ndimage.distance_transform_edt(~spine, sampling=(sx, sy)) if spine.any() else np.full((nx, ny), np.inf)
     for side, sign in (("left", -1.0), ("right", 1.0)):
         away = sign * lateral
-        # the paraspinal compartment: lateral to the laminae behind the transverse processes,
-        # medially behind the laminae (beside the canal lie pedicles, facets, ligamenta flava)
-        lamina = (LAMINA_HW - (LAMINA_HW - TRANSVERSE_PROCESS_HW) * np.clip(away / hw, 0.0, 1.0)) * hw
-        plane = (TRANSVERSE_PROCESS_HW + TRANSVERSE_PROCESS_SLOPE * np.clip(away / hw - TRANSVERSE_PROCESS_TIPS_HW,
-                                                                             0.0, None)) * hw
-        compartment_side = (away > 0) & (behind > plane) & (behind > lamina)
+        compartment_side = _compartment(away, behind, hw)
         paraspinal = _paraspinal_mass(lean & compartment_side, away, behind, hw, spacing_mm,
                                       rescue=frame.level <= RESCUE_BELOW_LEVEL)
         if paraspinal.any():
@@ -774,6 +770,41 @@ def _seed_slice(lean, ff, frame: SliceFrame, spacing_mm, midline: float, spine: 
         markers[lean & compartment_side & ~paraspinal & (markers == 0)] = OTHER
     markers[(markers > 0) & (markers != OTHER) & ((allowed >> np.clip(markers - 1, 0, 15)) & 1 == 0)] = 0
     return markers, allowed
+
+
+def _compartment(away, behind, hw: float) -> np.ndarray:
+    """The paraspinal compartment on one side of a slice: lateral to the laminae behind the
+    transverse processes (their plane sloping back beyond the tips), medially behind the
+    laminae (beside the canal lie pedicles, facets, ligamenta flava), off the spinous strip.
+    away: mm from the midline on this side; behind: mm behind the body's back wall; hw: the
+    body's half-width (mm)."""
+    lamina = (LAMINA_HW - (LAMINA_HW - TRANSVERSE_PROCESS_HW) * np.clip(away / hw, 0.0, 1.0)) * hw
+    plane = (TRANSVERSE_PROCESS_HW + TRANSVERSE_PROCESS_SLOPE * np.clip(away / hw - TRANSVERSE_PROCESS_TIPS_HW,
+                                                                         0.0, None)) * hw
+    return (away > SPINOUS_HALF_MM) & (behind > plane) & (behind > lamina)
+
+
+def _claimable(frames, midlines, shape, spacing_mm) -> np.ndarray:
+    """Per voxel, a bit (1 << (label - 1)) for each muscle the partial-volume step may give it:
+    erector spinae and multifidus only within their side's compartment (_compartment), the
+    others anywhere. The step judges a voxel by its signal alone, and the spinous processes'
+    strip and the tissue in front of the compartment are lean too: it had given the
+    multifidus a column of voxels on the midline on every slice. 2026-12-02 (before -> after;
+    multifidus Dice left / right): real scan 0.789 / 0.789 -> 0.803 / 0.789 (fat-fraction
+    error 0.031 / 0.066 -> 0.024 / 0.061), at 2 mm 0.762 / 0.738 -> 0.802 / 0.747; anatomic
+    seeds 500-507 CSA error median 17 / 21 -> 14 / 18 %; held out, 600-603, Dice 0.781 / 0.733
+    -> 0.776 / 0.725, CSA median 10 / 9 -> 12 / 13 %, p90 29 / 33 -> 27 / 26 %;
+    `lumbar-twin phantom` unchanged."""
+    sx, sy, _ = spacing_mm
+    nx, ny, nz = shape
+    gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    out = np.full(shape, 0xFFFF, np.uint16)
+    for k, frame in enumerate(frames):
+        behind = (frame.back_y - gy) * sy
+        for side, sign in (("left", -1.0), ("right", 1.0)):
+            outside = ~_compartment(sign * (gx - midlines[k]) * sx, behind, frame.half_width_mm)
+            out[:, :, k][outside] &= ~np.uint16(_bits(("multifidus", side), ("erector_spinae", side)))
+    return out
 
 
 def _bits(*keys) -> int:
