@@ -38,8 +38,9 @@ label map; the back wall and midline interpolated between the vertebrae's mid se
    spinae's anterior and lateral rim is then cut at a closed dark line on the water image
    (the middle layer of the thoracolumbar fascia, the lateral raphe), which the fat-fraction
    map does not show (ERECTOR_FASCIA_*).
-6. As in imaging.segment: borders move to where a voxel is half muscle (partial volume), and
-   fat patches at a muscle's edge are taken back.
+6. As in imaging.segment: borders move to where a voxel is half muscle (partial volume; the
+   erector spinae and multifidus only within their compartment), and fat patches at a muscle's
+   edge are taken back.
 7. Psoas keeps its compact section: what the watershed let it take through a neck or as a
    band (the vena cava, the crus, bowel) goes (PSOAS_OPENING_SHARE, imaging.compact).
 
@@ -55,8 +56,8 @@ from skimage.filters import sato
 from skimage.segmentation import watershed
 
 from imaging.body import body_outline, depth_mm, disk_footprint as _disk
-from imaging.labels import MUSCLE_LABELS, VERTEBRAE
 from imaging.compact import appendages, opening
+from imaging.labels import MUSCLE_LABELS, VERTEBRAE
 from imaging.morphometry import LEVELS, healthy_csa_mm2
 from imaging.segment import (VertebraGeometry, _bridge_fat_patches, _close_outlines, _label_boxes,
                              _partial_volume_borders, vertebra_geometry, smoothed_fat_fraction)
@@ -796,8 +797,7 @@ def _claimable(frames, midlines, shape, spacing_mm) -> np.ndarray:
     -> 0.776 / 0.725, CSA median 10 / 9 -> 12 / 13 %, p90 29 / 33 -> 27 / 26 %;
     `lumbar-twin phantom` unchanged."""
     sx, sy, _ = spacing_mm
-    nx, ny, nz = shape
-    gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    gx, gy = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     out = np.full(shape, 0xFFFF, np.uint16)
     for k, frame in enumerate(frames):
         behind = (frame.back_y - gy) * sy

@@ -67,3 +67,26 @@ def test_free_lean_tissue_next_to_the_muscle_is_not_counted():
         return np.where(disc, MUSCLE[0], water), np.where(disc, 0.02, fat), muscle
     water, fat, labels, area, _ = render(tissue)
     assert dixon_section(labels, VALUE, water, fat).area == pytest.approx(area, rel=0.02)
+
+
+def test_the_border_step_joins_only_where_the_muscle_may_lie():
+    """imaging.segment._partial_volume_borders: a muscle ellipse labelled one voxel short of its
+    true outline gets the ring back where it is claimable, and nowhere else."""
+    from imaging.segment import _partial_volume_borders
+
+    water, fat, truth, _, _ = render(ellipse(8.0, 5.0))
+    truth = truth == VALUE
+    inner = np.zeros_like(truth)
+    inner[1:-1, 1:-1] = truth[1:-1, 1:-1] & truth[:-2, 1:-1] & truth[2:, 1:-1] & truth[1:-1, :-2] & truth[1:-1, 2:]
+    stack = lambda a: np.stack([a, a], -1)  # noqa: E731 - two slices: the step works per slice
+    labels, soft = stack(np.where(inner, VALUE, 0).astype(np.uint8)), stack(np.ones(truth.shape, bool))
+    free = _partial_volume_borders(labels, stack(water), stack(fat), soft)
+    assert ((free[:, :, 0] == VALUE) & ~truth).sum() <= 2
+    assert (free[:, :, 0] == VALUE).sum() >= 0.97 * truth.sum()
+    claimable = np.full(labels.shape, 0xFFFF, np.uint16)
+    claimable[20:, :, :] &= ~np.uint16(1 << (VALUE - 1))  # the muscle may not lie at x >= 20
+    held = _partial_volume_borders(labels, stack(water), stack(fat), soft, claimable)
+    ring = (free == VALUE) & (labels == 0)
+    assert ring[:20].any() and ring[20:].any()
+    assert ((held == VALUE) & (labels == 0))[:20].sum() == ring[:20].sum()
+    assert not ((held == VALUE) & (labels == 0))[20:].any()
