@@ -33,7 +33,8 @@ from imaging.morphometry import LEVELS, Morphometry
 from imaging.qc import draw_qc
 from imaging.gmm_fat import single_contrast_fat_fraction
 from imaging.plausibility import (SLICE_LOSS_FAILS, beyond_lateral_reach, fat_order_problems, labels_on_skin,
-                                  lost_on_a_slice, missing_rows, row_problems, split_not_found, with_row_qc)
+                                  lost_on_a_slice, missing_rows, row_problems, side_excess, split_not_found,
+                                  with_row_qc)
 from imaging.vertebra_map import to_default_convention
 from imaging.quantify import FAT_FRACTION_SLAB_MM, measure, quantify
 from imaging import segment as watershed_segmenter
@@ -232,10 +233,12 @@ def _segment_and_write(out_dir, reference, water_data, fat_data, contrast, again
     fat_order = fat_order_problems(morphometry) if contrast is None else {}
     morphometry = with_row_qc(morphometry, fat_order, "warn")
     slice_warnings = {key: reasons for key, reasons in slice_losses.items() if key[0] not in SLICE_LOSS_FAILS}
-    if labels is None:  # the built-in segmenters': a multifidus split not found, a sheet taken laterally
+    if labels is None:  # the built-in segmenters': a multifidus split not found, a sheet taken laterally,
+        # psoas or quadratus lumborum grown into a neighbour on one side
         bounds = segment_anatomical.SPLIT_SHARE_BOUNDS
         for flagged in (split_not_found(split_held, levels, muscle_labels.shape[2], bounds),
-                        beyond_lateral_reach(muscle_labels, vertebra_map, convention, levels, spacing)):
+                        beyond_lateral_reach(muscle_labels, vertebra_map, convention, levels, spacing),
+                        side_excess(morphometry)):
             for key, reasons in _measured(flagged, morphometry).items():
                 slice_warnings.setdefault(key, []).extend(reasons)
     morphometry = with_row_qc(morphometry, slice_warnings, "warn")

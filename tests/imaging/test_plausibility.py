@@ -147,3 +147,20 @@ def test_a_label_reaching_past_the_lateral_raphe_is_named(muscle, reach_hw, name
     if named:
         assert "reaches 6.5 vertebral body half-widths" in found[(muscle, "left", "L3-L4")][0]
         assert found[(muscle, "left", "L3-L4")][0].startswith(muscle.replace("_", " "))
+
+
+def test_a_psoas_or_quadratus_lumborum_far_larger_than_the_other_side_is_named():
+    """Healthy sides differ by about a tenth (Ivanac et al. 2026, Table 2); the larger of two
+    sides 1.5 x apart is marked, the smaller is not (it can be atrophy), small sections and the
+    back muscles are not judged."""
+    from imaging.plausibility import SIDE_EXCESS, side_excess
+    norm = healthy_csa_mm2()
+    assert side_excess(healthy()) == {}
+    found = side_excess(healthy(**{
+        "quadratus_lumborum_right_L1-L2": (norm["quadratus_lumborum"]["L1-L2"] * SIDE_EXCESS + 20.0, 0.1),
+        "psoas_left_L3-L4": (norm["psoas"]["L3-L4"] * SIDE_EXCESS - 20.0, 0.05),
+        "quadratus_lumborum_left_L5-S1": (180.0, 0.1), "quadratus_lumborum_right_L5-S1": (60.0, 0.1),  # 120 more
+        "multifidus_left_L4-L5": (3 * norm["multifidus"]["L4-L5"], 0.1)}))
+    assert set(found) == {("quadratus_lumborum", "right", "L1-L2")}
+    assert found[("quadratus_lumborum", "right", "L1-L2")][0].startswith(
+        "quadratus lumborum right at L1-L2: 590 mm^2, 1.6 x the left's 380")
