@@ -15,11 +15,13 @@ from scipy import ndimage
 
 def opening(mask: np.ndarray, spacing_mm: tuple[float, float], radius_mm: float) -> np.ndarray:
     """mask's morphological opening by a disk of radius_mm (the union of all such disks
-    inside it), done with two exact distance maps. (nx, ny) bool -> (nx, ny) bool."""
-    inner = ndimage.distance_transform_edt(mask, sampling=spacing_mm) > radius_mm
+    inside it; outside the array counts as background, as in scipy's binary_opening), done
+    with two exact distance maps. (nx, ny) bool -> (nx, ny) bool."""
+    padded = np.pad(mask, 1)
+    inner = ndimage.distance_transform_edt(padded, sampling=spacing_mm) > radius_mm
     if not inner.any():
-        return inner
-    return mask & (ndimage.distance_transform_edt(~inner, sampling=spacing_mm) <= radius_mm)
+        return np.zeros(mask.shape, bool)
+    return (padded & (ndimage.distance_transform_edt(~inner, sampling=spacing_mm) <= radius_mm))[1:-1, 1:-1]
 
 
 def appendages(mask: np.ndarray, core: np.ndarray, spacing_mm: tuple[float, float], reach_mm: float) -> np.ndarray:

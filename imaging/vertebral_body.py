@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from imaging.compact import opening
+
 #: Opening radius as a share of the vertebra's largest inscribed radius: 0.6 of 14-19 mm is
 #: 8-11 mm, over a pedicle's half-width (3.5-9 mm) and under the body's (Zhou 2000; Zindrick 1987).
 BODY_CORE_SHARE = 0.6
@@ -80,10 +82,9 @@ def _body(mask: np.ndarray, sx: float, sy: float) -> tuple[np.ndarray, np.ndarra
     if not present.size:  # nothing left (an S1 value wholly beside L5's body)
         return mask, present
     radius = max(float(ndimage.distance_transform_edt(mask[:, :, k], sampling=(sx, sy)).max()) for k in present)
-    structure = _disc(BODY_CORE_SHARE * radius, sx, sy)
     frames = {}  # slice -> (back y, lowest x, highest x, area) of its core
     for k in present:
-        core = _largest(ndimage.binary_opening(mask[:, :, k], structure=structure))
+        core = _largest(opening(mask[:, :, k], (sx, sy), BODY_CORE_SHARE * radius))
         if core.any():
             xs, ys = np.nonzero(core)
             frames[k] = (ys.min(), xs.min(), xs.max(), xs.size)  # canonical axis 1: anterior
@@ -115,9 +116,3 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     if n <= 1:
         return mask
     return parts == 1 + int(np.argmax(ndimage.sum_labels(mask, parts, index=np.arange(1, n + 1))))
-
-
-def _disc(radius_mm: float, sx: float, sy: float) -> np.ndarray:
-    rx, ry = int(np.floor(radius_mm / sx)), int(np.floor(radius_mm / sy))
-    gx, gy = np.meshgrid(np.arange(-rx, rx + 1) * sx, np.arange(-ry, ry + 1) * sy, indexing="ij")
-    return gx ** 2 + gy ** 2 <= radius_mm ** 2
