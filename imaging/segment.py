@@ -266,11 +266,14 @@ def _close_outlines(labels, ff, spine, body, spacing_mm) -> np.ndarray:
     return out
 
 
-def _bridge_fat_patches(labels, ff, spine, body, spacing_mm, reach_mm: float = 20.0) -> np.ndarray:
+def _bridge_fat_patches(labels, ff, spine, body, spacing_mm, reach_mm: float = 20.0,
+                        min_contact: float = 0.0) -> np.ndarray:
     """Take back fat patches that reach a muscle's edge over a few slices: a fatty free voxel
     joins a muscle when the muscle holds that position on a slice above and on a slice below
     (within `reach_mm`), and it touches the muscle on its own slice. Fatty infiltration comes in
-    patches a centimetre or two long; the outline around it runs on above and below."""
+    patches a centimetre or two long; the outline around it runs on above and below. A patch
+    joins only if the muscle holds at least `min_contact` of the ring of voxels around it on
+    its slice (a notch in the outline, not fat lying beside it)."""
     reach = max(1, int(round(reach_mm / spacing_mm[2])))
     out = labels.copy()
     nz = labels.shape[2]
@@ -291,7 +294,11 @@ def _bridge_fat_patches(labels, ff, spine, body, spacing_mm, reach_mm: float = 2
                 continue
             parts, _ = ndimage.label(grab)
             touching = np.unique(parts[ndimage.binary_dilation(here) & grab])
-            out[box + (k,)][np.isin(parts, touching[touching > 0])] = value
+            for part in touching[touching > 0]:
+                patch = parts == part
+                ring = ndimage.binary_dilation(patch) & ~patch
+                if (ring & here).sum() >= min_contact * ring.sum():
+                    out[box + (k,)][patch] = value
     return out
 
 
