@@ -5,7 +5,7 @@ labels of their own scans. Arrays are canonical (RAS) label maps in imaging.labe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,9 @@ class Agreement:
     #: |fat fraction - reference's| at each level (reference: the fat fraction read inside the
     #: reference outline, or the truth of a phantom).
     level_ff_error: np.ndarray
+    #: |CSA - reference CSA| (mm^2) at the levels whose reference section is under
+    #: `min_csa_area_mm2` (left out of level_csa_error); empty by default.
+    small_csa_error_mm2: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def dice(labels: np.ndarray, reference: np.ndarray, value: int) -> float:
@@ -41,12 +44,13 @@ def dice(labels: np.ndarray, reference: np.ndarray, value: int) -> float:
 
 def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat: np.ndarray, affine: np.ndarray,
               levels: Levels, keys=None, truth: Morphometry | None = None,
-              min_ff_area_mm2: float = 0.0) -> dict[tuple[str, str], Agreement]:
+              min_ff_area_mm2: float = 0.0, min_csa_area_mm2: float = 0.0) -> dict[tuple[str, str], Agreement]:
     """Per (muscle, side) in `keys` (default: every muscle the reference holds): Dice over the
     volume, per-slice and per-level CSA error, per-level fat-fraction error (at levels whose
-    reference section is at least `min_ff_area_mm2`). Levels are compared with quantify on both
-    label maps; `truth` (a phantom's exact morphometry) replaces the reference's own
-    quantification where given."""
+    reference section is at least `min_ff_area_mm2`). Levels whose reference section is under
+    `min_csa_area_mm2` give their CSA error in mm^2 (small_csa_error_mm2) instead of as a
+    fraction. Levels are compared with quantify on both label maps; `truth` (a phantom's exact
+    morphometry) replaces the reference's own quantification where given."""
     keys = keys or [key for key, value in MUSCLE_LABELS.items() if np.any(reference == value)]
     ours = quantify(labels, water, fat, affine, levels, "labels")
     ref = truth if truth is not None else quantify(reference, water, fat, affine, levels, "reference")
@@ -56,11 +60,14 @@ def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat:
         per_a = (labels == value).sum(axis=(0, 1)).astype(float)
         per_b = (reference == value).sum(axis=(0, 1)).astype(float)
         held = per_b > 0
-        level_csa, level_ff = [], []
+        level_csa, level_ff, small = [], [], []
         for level in levels.found:
             got, want = ours.get(*key, level), ref.get(*key, level)
             if want is None or want.csa_mm2 <= 0:
                 continue  # the reference does not hold it at this level
+            if want.csa_mm2 < min_csa_area_mm2:
+                small.append(abs((got.csa_mm2 if got is not None else 0.0) - want.csa_mm2))
+                continue
             if got is None:  # the reference holds it, the labels do not: all of it missed
                 level_csa.append(1.0)
                 continue
@@ -68,7 +75,7 @@ def agreement(labels: np.ndarray, reference: np.ndarray, water: np.ndarray, fat:
             if want.csa_mm2 >= min_ff_area_mm2:
                 level_ff.append(abs(got.fat_fraction - want.fat_fraction))
         out[key] = Agreement(dice(labels, reference, value), np.abs(per_a[held] - per_b[held]) / per_b[held],
-                             np.array(level_csa), np.array(level_ff))
+                             np.array(level_csa), np.array(level_ff), np.array(small))
     return out
 
 
