@@ -53,9 +53,9 @@ MIN_FAT_AREA_MM2 = 200.0
 #: A reference section under this is a muscle's tail, not a section to measure in percent: the
 #: anatomic family's quadratus lumborum at L5-S1 (20-66 mm^2, 13-40 voxels; the muscle ends on
 #: the iliac crest and iliolumbar ligament about there, and the healthy template gives it 60
-#: mm^2, "mostly absent"), where a ring of border voxels is 40-70 % of the area. The smallest
-#: healthy section the template holds otherwise is about 190 mm^2 (psoas at L1). Such rows are
-#: scored in mm^2 on a line of their own, not dropped.
+#: mm^2, "mostly absent"), where a ring of border voxels is 40-70 % of the area. Every other
+#: section of the healthy template is at least 342 mm^2 (quadratus lumborum at L1-L2,
+#: data/lumbar_template.yaml). Such rows are scored in mm^2 on a line of their own, not dropped.
 MIN_CSA_AREA_MM2 = 100.0
 
 
