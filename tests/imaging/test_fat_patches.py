@@ -8,6 +8,10 @@ from imaging.segment_anatomical import BRIDGE_CONTACT_SHARE
 
 SPACING = (1.0, 1.0, 4.0)  # mm; five slices each way lie within the step's 20 mm reach
 VALUE = 5
+X, Y = np.meshgrid(np.arange(48), np.arange(40), indexing="ij")
+DISK = np.hypot(X - 20, Y - 20) < 10
+SQUARE = (X >= 28) & (X < 38) & (Y >= 15) & (Y < 25)
+NOTCH = np.hypot(X - 10, Y - 20) < 5
 
 
 def volume(notch: bool, lobe: bool):
@@ -15,15 +19,12 @@ def volume(notch: bool, lobe: bool):
     the middle slice: with `notch`, a disk of radius 5 centred on the outline is fat and
     unlabelled; with `lobe`, the muscle on the other slices also holds a 10 x 10 square on its
     right side (the erector spinae widening above and below), which is fat on the middle slice."""
-    x, y = np.meshgrid(np.arange(48), np.arange(40), indexing="ij")
-    disk = np.hypot(x - 20, y - 20) < 10
-    square = (x >= 28) & (x < 38) & (y >= 15) & (y < 25)
     labels = np.zeros((48, 40, 7), np.uint8)
     ff = np.full(labels.shape, 0.9, np.float32)
     for k in range(7):
-        muscle = disk | (square if lobe and k != 3 else False)
+        muscle = DISK | (SQUARE if lobe and k != 3 else False)
         if notch and k == 3:
-            muscle = muscle & ~(np.hypot(x - 10, y - 20) < 5)
+            muscle = muscle & ~NOTCH
         labels[:, :, k][muscle] = VALUE
         ff[:, :, k][muscle] = 0.05
     body, spine = np.ones(labels.shape, bool), np.zeros(labels.shape, bool)
@@ -38,14 +39,10 @@ def added(notch: bool, lobe: bool, min_contact: float) -> int:
 
 
 def test_a_fatty_notch_in_the_outline_is_taken_back():
-    x, y = np.meshgrid(np.arange(48), np.arange(40), indexing="ij")
-    notch = int(((np.hypot(x - 20, y - 20) < 10) & (np.hypot(x - 10, y - 20) < 5)).sum())
-    assert added(notch=True, lobe=False, min_contact=BRIDGE_CONTACT_SHARE) == notch
+    assert added(notch=True, lobe=False, min_contact=BRIDGE_CONTACT_SHARE) == int((DISK & NOTCH).sum())
 
 
 def test_fat_beside_the_outline_is_not_taken_where_the_muscle_is_wider_above_and_below():
     assert added(notch=False, lobe=True, min_contact=BRIDGE_CONTACT_SHARE) == 0
     # the ring test is what holds it back: without it all of the square's fat joins the muscle
-    x, y = np.meshgrid(np.arange(48), np.arange(40), indexing="ij")
-    beside = (x >= 28) & (x < 38) & (y >= 15) & (y < 25) & ~(np.hypot(x - 20, y - 20) < 10)
-    assert added(notch=False, lobe=True, min_contact=0.0) == int(beside.sum())
+    assert added(notch=False, lobe=True, min_contact=0.0) == int((SQUARE & ~DISK).sum())
